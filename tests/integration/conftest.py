@@ -1,0 +1,64 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Integration tests run as root against the real kernel, only inside namespaces they
+create. A session guard fails the run if the root namespace changed or a namespace a
+test made is left behind."""
+import os
+
+import pytest
+
+from tests.support import harness
+
+
+def pytest_collection_modifyitems(config, items):
+    if os.geteuid() != 0:
+        skip = pytest.mark.skip(reason='integration tests need root (real namespaces)')
+        for item in items:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope='session', autouse=True)
+def root_namespace_guard():
+    """Snapshot the root namespace and /run/netns; compare at the end of the session."""
+    if os.geteuid() != 0:
+        yield
+        return
+    before = harness.snapshot(None)
+    netns_before = set(harness.list_netns())
+    yield
+    leftovers = sorted(n for n in set(harness.list_netns()) - netns_before)
+    for name in leftovers:
+        harness.delete_netns(name)
+    after = harness.snapshot(None)
+    problems = []
+    if leftovers:
+        problems.append('namespaces left behind by tests: %s' % ', '.join(leftovers))
+    for key in before:
+        if before[key] != after[key]:
+            problems.append('root namespace %s changed:\n before=%r\n after=%r' % (key, before[key], after[key]))
+    assert not problems, '\n'.join(problems)
+
+
+@pytest.fixture
+def netns():
+    """Factory for uniquely named namespaces; every one is deleted after the test.
+
+    ``netns()`` creates one and returns its name; ``netns(create=False)`` only reserves
+    a name (for tests where the module creates it) that is still cleaned up."""
+    made = []
+
+    def factory(tag='ns', create=True):
+        name = harness.unique_name(tag)
+        made.append(name)
+        if create:
+            harness.sh(['ip', 'netns', 'add', name])
+            harness.sh(['ip', '-n', name, 'link', 'set', 'lo', 'up'])
+        return name
+
+    yield factory
+    for name in made:
+        harness.delete_netns(name)
+
+
+@pytest.fixture
+def run():
+    return harness.run_module

@@ -1,0 +1,154 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Integration-test harness: run modules for real, make unique namespaces, and
+snapshot kernel state so tests can prove that nothing moved."""
+import itertools
+import json
+import os
+import subprocess
+import tempfile
+
+from tests.support.paths import COLLECTION_LINK, ensure_collection_link
+
+PREFIX = 'lnt%d' % (os.getpid() % 100000)
+_counter = itertools.count()
+ENV = dict(os.environ, LC_ALL='C')
+
+# The Python that runs modules; CI sets it to the pyroute2 0.7.2 venv for a second pass.
+MODULE_PYTHON = os.environ.get('LNT_MODULE_PYTHON') or None
+
+
+def unique_name(tag='ns'):
+    """A namespace/interface-safe unique name (<= 15 bytes)."""
+    return ('%s%s%d' % (PREFIX, tag, next(_counter)))[:15]
+
+
+def sh(argv, check=True, input=None):
+    """Run argv (never a shell string) and return stdout."""
+    proc = subprocess.run(argv, input=input, capture_output=True, text=True, env=ENV)
+    if check and proc.returncode != 0:
+        raise AssertionError('%s failed (%d): %s%s' % (argv, proc.returncode, proc.stdout, proc.stderr))
+    return proc.stdout
+
+
+def nsexec(ns, argv, check=True, input=None):
+    return sh(['ip', 'netns', 'exec', ns] + list(argv), check=check, input=input)
+
+
+def run_module(name, args=None, check=False, diff=False, python=None):
+    """Execute plugins/modules/NAME.py as Ansible would (JSON args file), return its result."""
+    import sys
+    ensure_collection_link()
+    module_args = dict(args or {})
+    module_args['_ansible_check_mode'] = check
+    module_args['_ansible_diff'] = diff
+    module_args.setdefault('_ansible_tmpdir', tempfile.gettempdir())
+    module_args.setdefault('_ansible_remote_tmp', tempfile.gettempdir())
+    with tempfile.NamedTemporaryFile('w', suffix='.json', delete=False) as handle:
+        json.dump({'ANSIBLE_MODULE_ARGS': module_args}, handle)
+        args_path = handle.name
+    try:
+        env = dict(ENV)
+        collections_root = os.path.dirname(os.path.dirname(os.path.dirname(COLLECTION_LINK)))
+        env['PYTHONPATH'] = collections_root + os.pathsep + env.get('PYTHONPATH', '')
+        interpreter = python or MODULE_PYTHON or sys.executable
+        proc = subprocess.run(
+            [interpreter, '-m', 'ansible_collections.linuxnet.netns.plugins.modules.%s' % name, args_path],
+            capture_output=True, text=True, env=env)
+    finally:
+        os.unlink(args_path)
+    try:
+        result = json.loads(proc.stdout)
+    except ValueError:
+        raise AssertionError('module %s printed no JSON (rc=%d):\nstdout: %s\nstderr: %s'
+                             % (name, proc.returncode, proc.stdout, proc.stderr))
+    result['_rc'] = proc.returncode
+    return result
+
+
+def list_netns():
+    out = sh(['ip', '-j', 'netns', 'list'], check=False).strip()
+    return sorted(entry['name'] for entry in json.loads(out or '[]'))
+
+
+def delete_netns(name):
+    sh(['ip', 'netns', 'delete', name], check=False)
+
+
+def _ip_json(ns, args):
+    argv = (['ip', '-n', ns] if ns else ['ip']) + ['-j'] + list(args)
+    out = sh(argv, check=False).strip()
+    return json.loads(out or '[]')
+
+
+_VOLATILE_LINK_KEYS = ('stats', 'stats64', 'operstate', 'linkmode', 'group', 'txqlen', 'qdisc',
+                       'link_netnsid', 'link_index', 'ifindex', 'link')
+
+
+def links(ns=None):
+    """Link name -> stable properties (no counters, no ifindex)."""
+    result = {}
+    for link in _ip_json(ns, ['link', 'show']):
+        result[link['ifname']] = dict((k, v) for k, v in link.items() if k not in _VOLATILE_LINK_KEYS)
+    return result
+
+
+def addresses(ns=None):
+    result = {}
+    for link in _ip_json(ns, ['addr', 'show']):
+        result[link['ifname']] = sorted('%s/%s' % (a['local'], a['prefixlen'])
+                                        for a in link.get('addr_info', []))
+    return result
+
+
+def routes(ns=None):
+    entries = []
+    for family in ('-4', '-6'):
+        argv = (['ip', '-n', ns] if ns else ['ip']) + [family, 'route', 'show', 'table', 'all']
+        entries.extend(line.strip() for line in sh(argv, check=False).splitlines())
+    # Kernel-managed IPv6 link-local and multicast routes come and go with link state.
+    return sorted(e for e in entries if e and 'fe80::' not in e and not e.startswith('multicast')
+                  and 'ff00::/8' not in e)
+
+
+FORWARD_SYSCTLS = ('net/ipv4/ip_forward', 'net/ipv6/conf/all/forwarding', 'net/ipv6/conf/default/forwarding')
+
+
+def sysctls(ns=None):
+    result = {}
+    for key in FORWARD_SYSCTLS:
+        argv = ['cat', '/proc/sys/' + key]
+        out = nsexec(ns, argv, check=False) if ns else sh(argv, check=False)
+        result[key] = out.strip()
+    return result
+
+
+def rulesets(ns=None):
+    result = {}
+    for tool in ('iptables-save', 'ip6tables-save'):
+        argv = [tool]
+        out = nsexec(ns, argv, check=False) if ns else sh(argv, check=False)
+        result[tool] = [line for line in out.splitlines() if line and not line.startswith('#')]
+        # Counters in chain headers ([0:0]) change with traffic, not with configuration.
+        result[tool] = [line.split(' [')[0] if line.startswith(':') else line for line in result[tool]]
+    argv = ['nft', 'list', 'ruleset']
+    out = nsexec(ns, argv, check=False) if ns else sh(argv, check=False)
+    result['nft'] = out.splitlines()
+    return result
+
+
+def snapshot(ns=None):
+    """Everything a module of ours could change in namespace ``ns`` (None: root)."""
+    return {
+        'links': links(ns),
+        'addresses': addresses(ns),
+        'routes': routes(ns),
+        'sysctls': sysctls(ns),
+        'rulesets': rulesets(ns),
+    }
+
+
+def snapshot_many(namespaces):
+    state = {'_netns': list_netns()}
+    for ns in namespaces:
+        state[ns] = snapshot(ns) if ns in state['_netns'] else None
+    return state
