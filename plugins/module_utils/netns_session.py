@@ -197,7 +197,7 @@ def create_namespaces(names):
             break
         chunks.append(chunk)
     os.close(rfd)
-    _, status = os.waitpid(pid, 0)
+    status = os.waitpid(pid, 0)[1]
     created = [name for name in names if is_usable_namespace(name)]
     if status != 0:
         failed = [name for name in names if name not in created]
@@ -206,6 +206,12 @@ def create_namespaces(names):
         raise OSError(errno.EIO, 'creating namespaces failed (%s): %s' % (
             ', '.join(failed), b''.join(chunks).decode('utf-8', 'replace')))
     return created
+
+
+def ensure_shared_run_dir():
+    """Make /run/netns a shared mount point if it is not one yet (public form of
+    _prepare_run_dir, used by the netns connection plugin before it enters a host)."""
+    _prepare_run_dir()
 
 
 def _prepare_run_dir():

@@ -109,7 +109,7 @@ def check_port_range(field, value):
     """One port (8080) or a range ("8080-8090"); returns (first, last)."""
     text = str(value).strip()
     if '-' in text:
-        first, _, last = text.partition('-')
+        first, last = text.split('-', 1)
         lo = check_port(field, first.strip())
         hi = check_port(field, last.strip())
         if lo > hi:

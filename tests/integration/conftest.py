@@ -25,7 +25,10 @@ def root_namespace_guard():
     before = harness.snapshot(None)
     netns_before = set(harness.list_netns())
     yield
-    leftovers = sorted(n for n in set(harness.list_netns()) - netns_before)
+    # Only names this run made (harness.PREFIX is per pytest process): another test run
+    # going on at the same time must not have its namespaces judged or deleted here.
+    leftovers = sorted(n for n in set(harness.list_netns()) - netns_before
+                       if n.startswith(harness.PREFIX) and not n[len(harness.PREFIX):][:1].isdigit())
     for name in leftovers:
         harness.delete_netns(name)
     after = harness.snapshot(None)

@@ -152,3 +152,24 @@ def snapshot_many(namespaces):
     for ns in namespaces:
         state[ns] = snapshot(ns) if ns in state['_netns'] else None
     return state
+
+
+def snapshot_own(namespaces):
+    """snapshot_many, but the namespace list holds only names this test run made
+    (PREFIX), so that test runs going on at the same time do not disturb it."""
+    state = snapshot_many(namespaces)
+    state['_netns'] = [name for name in state['_netns'] if name.startswith(PREFIX)]
+    return state
+
+
+def python_in_namespace(ns, directory):
+    """Path of an executable that runs the module interpreter inside namespace ``ns``
+    (``ip netns exec``), for run_module(python=...): exercises a module's own-namespace
+    mode (no ``namespace`` option) without touching the root namespace. If ``ns`` is
+    missing, ``ip`` fails and nothing runs."""
+    import sys
+    path = os.path.join(str(directory), 'python-in-%s' % ns)
+    with open(path, 'w') as handle:
+        handle.write('#!/bin/sh\nexec ip netns exec %s %s "$@"\n' % (ns, MODULE_PYTHON or sys.executable))
+    os.chmod(path, 0o755)
+    return path

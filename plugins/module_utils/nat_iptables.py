@@ -1,0 +1,385 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) linuxnet.netns contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The iptables backend of nat_rule: read with iptables-save, write with one
+``iptables-restore --noflush -w`` transaction per family and table.
+
+Our rules live in chains of our own (LNT-PREROUTING, LNT-OUTPUT, LNT-POSTROUTING in
+the nat table, LNT-FORWARD in filter), each entered by one tagged jump from its
+built-in chain. The restore input names only those chains and jumps:
+
+* a user chain declared with ``:NAME - [0:0]`` is FLUSHED by iptables-restore even
+  with --noflush, so a chain is declared only when it does not exist yet;
+* rules are removed with ``-D CHAIN <spec as iptables-save printed it>`` and added
+  with ``-A``, so nothing else in the table is touched or reordered;
+* a built-in chain's policy line (``:FORWARD DROP [0:0]``) sets the policy without
+  flushing the chain; it is written only when the user asked for a policy.
+
+Both iptables flavours are handled: iptables-nft (the default on current
+distributions) and iptables-legacy. A namespace whose rules are in the legacy
+tables (an older Docker, say) keeps getting legacy rules, because rules of the other
+flavour would not be seen by the tools the admin uses there.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import json
+import re
+
+from ansible_collections.linuxnet.netns.plugins.module_utils.nat_model import (
+    IPTABLES_CHAINS,
+    JUMP_TAG,
+    Entry,
+    family_name,
+    parse_tag,
+)
+
+OUR_CHAINS = dict((chain, (table, builtin)) for table, chain, builtin in IPTABLES_CHAINS.values())
+ROLE_OF_CHAIN = dict((chain, role) for role, (table, chain, builtin) in IPTABLES_CHAINS.items())
+TABLES = ('nat', 'filter')
+BUILTIN_CHAINS = {
+    'nat': ('PREROUTING', 'INPUT', 'OUTPUT', 'POSTROUTING'),
+    'filter': ('INPUT', 'FORWARD', 'OUTPUT'),
+}
+_COMMENT_RE = re.compile(r'(?:^|\s)--comment\s+("(?:[^"\\]|\\.)*"|\S+)')
+_JUMP_RE = re.compile(r'(?:^|\s)-j\s+(LNT-[A-Z]+)(?:\s|$)')
+
+
+def tool(family, variant, what):
+    """'iptables-nft-save', 'ip6tables-legacy-restore', 'iptables-save' (variant None)."""
+    base = 'iptables' if family == 4 else 'ip6tables'
+    return '%s-%s-%s' % (base, variant, what) if variant else '%s-%s' % (base, what)
+
+
+def operator_tool(family, variant):
+    base = 'iptables' if family == 4 else 'ip6tables'
+    return '%s-legacy' % base if variant == 'legacy' else base
+
+
+def comment_of(text):
+    match = _COMMENT_RE.search(text)
+    if not match:
+        return None
+    value = match.group(1)
+    if value.startswith('"') and value.endswith('"'):
+        value = value[1:-1].replace('\\"', '"')
+    return value
+
+
+def parse_save(text):
+    """iptables-save output -> {table: {'policies': {chain: policy}, 'chains': [names],
+    'rules': [(chain, spec)]}} (spec: everything after ``-A CHAIN``)."""
+    tables = {}
+    current = None
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith('#'):
+            continue
+        if line.startswith('*'):
+            current = tables.setdefault(line[1:], {'policies': {}, 'chains': [], 'rules': []})
+        elif current is None:
+            continue
+        elif line.startswith(':'):
+            name, dummy, rest = line[1:].partition(' ')
+            policy = rest.split(' ')[0] if rest else '-'
+            current['chains'].append(name)
+            if policy != '-':
+                current['policies'][name] = policy
+        elif line.startswith('-A '):
+            chain, dummy, spec = line[3:].partition(' ')
+            current['rules'].append((chain, spec))
+    return tables
+
+
+class XtablesView(object):
+    """What one iptables flavour (variant) shows for one family in a namespace."""
+
+    def __init__(self, family, variant, tables):
+        self.family = family
+        self.variant = variant
+        self.tables = tables
+
+    @property
+    def label(self):
+        return '%s%s' % (family_name(self.family), ' (legacy)' if self.variant == 'legacy' else '')
+
+    def table(self, name):
+        return self.tables.get(name) or {'policies': {}, 'chains': [], 'rules': []}
+
+    def our_chains(self):
+        """Our chains that exist, as {chain: table}."""
+        found = {}
+        for table in TABLES:
+            for chain in self.table(table)['chains']:
+                if chain in OUR_CHAINS and OUR_CHAINS[chain][0] == table:
+                    found[chain] = table
+        return found
+
+    def entries(self):
+        """Every line in our chains (ours or not: our chains hold nothing else by design)."""
+        result = []
+        for table in TABLES:
+            for chain, spec in self.table(table)['rules']:
+                if chain in OUR_CHAINS:
+                    result.append(Entry(self.family, table, chain, comment_of(spec), spec,
+                                        role=ROLE_OF_CHAIN[chain]))
+        return result
+
+    def jumps(self):
+        """Lines in built-in chains that jump to one of our chains: {our chain: [spec]}."""
+        result = {}
+        for table in TABLES:
+            for chain, spec in self.table(table)['rules']:
+                if chain in OUR_CHAINS:
+                    continue
+                match = _JUMP_RE.search(spec)
+                if match and match.group(1) in OUR_CHAINS:
+                    result.setdefault(match.group(1), []).append((chain, spec))
+        return result
+
+    def policy(self, chain='FORWARD'):
+        return self.table('filter')['policies'].get(chain, 'ACCEPT')
+
+    def foreign_forward_rules(self):
+        return [spec for chain, spec in self.table('filter')['rules']
+                if chain == 'FORWARD' and not _JUMP_RE.search(spec)]
+
+    def forward_restrictive(self, policy=None):
+        """Whether this FORWARD chain can drop what our accepts let through: a DROP
+        policy, or rules of someone else (Docker's isolation chains, an admin's DROP)."""
+        effective = (policy or self.policy()).upper()
+        return effective != 'ACCEPT' or bool(self.foreign_forward_rules())
+
+    def foreign_content(self, table, forward_policy=None):
+        """Whether ``table`` holds anything but ours: rules, user chains, a non-ACCEPT
+        policy (FORWARD's as ``forward_policy`` will set it, when given)."""
+        content = self.table(table)
+        policies = dict(content['policies'])
+        if forward_policy and 'FORWARD' in policies:
+            policies['FORWARD'] = forward_policy.upper()
+        if any(p != 'ACCEPT' for p in policies.values()):
+            return True
+        if any(c not in OUR_CHAINS and c not in BUILTIN_CHAINS[table] for c in content['chains']):
+            return True
+        return any(chain not in OUR_CHAINS and not _JUMP_RE.search(spec) for chain, spec in content['rules'])
+
+    def has_content(self):
+        """Any rule or non-ACCEPT policy at all (used to detect a legacy-managed namespace)."""
+        for table in self.tables.values():
+            if table['rules'] or any(p != 'ACCEPT' for p in table['policies'].values()):
+                return True
+        return False
+
+
+def read_views(runner):
+    """Every iptables flavour's view of both families: {(family, variant): XtablesView}.
+
+    iptables-save without ``-t`` dumps only tables that exist, so reading never
+    creates a table (``iptables-legacy -t nat -S`` would load one).
+    """
+    views = {}
+    for family in (4, 6):
+        for variant in ('nft', 'legacy'):
+            if runner.which(tool(family, variant, 'save')) is None:
+                continue
+            if variant == 'legacy' and not legacy_tables_exist(runner, family):
+                # The kernel lists loaded legacy tables per namespace; none, nothing to read.
+                views[(family, variant)] = XtablesView(family, variant, {})
+                continue
+            out = runner.run([tool(family, variant, 'save')])[1]
+            views[(family, variant)] = XtablesView(family, variant, parse_save(out))
+        if not any(key[0] == family for key in views) and runner.which(tool(family, None, 'save')):
+            out = runner.run([tool(family, None, 'save')])[1]
+            views[(family, None)] = XtablesView(family, None, parse_save(out))
+    return views
+
+
+def legacy_tables_exist(runner, family):
+    return bool(runner.read_proc_net('ip_tables_names' if family == 4 else 'ip6_tables_names').strip())
+
+
+def choose_view(views, family):
+    """The flavour our rules of ``family`` go to: where they already are, else where the
+    namespace's other rules are (legacy), else iptables-nft (or the plain tools)."""
+    candidates = [view for key, view in sorted(views.items(), key=_view_order) if key[0] == family]
+    if not candidates:
+        return None
+    for view in candidates:
+        if view.our_chains():
+            return view
+    for view in candidates:
+        if view.variant == 'legacy' and view.has_content():
+            return view
+    for view in candidates:
+        if view.variant != 'legacy':
+            return view
+    return candidates[0]
+
+
+def _view_order(item):
+    family, variant = item[0]
+    return (family, {'nft': 0, None: 1, 'legacy': 2}[variant])
+
+
+class Transaction(object):
+    """One atomic write: argv + input, the operator's equivalent commands, the rule lines
+    it removes and adds, and the policy lines it changes (before, after) - for the diff.
+
+    ``guard`` (optional): called with the runner at apply time; False skips the write.
+    """
+
+    def __init__(self, label, argv, lines, commands, removed, added, policies=(), guard=None):
+        self.label = label
+        self.argv = argv
+        self.lines = lines
+        self.commands = commands
+        self.removed = removed
+        self.added = added
+        self.policies = list(policies)
+        self.guard = guard
+
+    @property
+    def data(self):
+        return '\n'.join(self.lines) + '\n' if self.lines else None
+
+
+def display(view, table, chain, spec):
+    return '%s %s: -A %s %s' % (view.label, table, chain, spec)
+
+
+def jump_spec(chain):
+    return '-m comment --comment "%s" -j %s' % (JUMP_TAG, chain)
+
+
+def plan_view(view, keep, remove, add, policy=None, tables=TABLES):
+    """Transactions (one per table with changes) that turn ``view`` into keep + add.
+
+    ``keep``/``remove``/``add`` are Entry lists of this view's family. ``policy``
+    (ACCEPT/DROP or None) sets the FORWARD policy.
+    """
+    existing = view.our_chains()
+    jumps = view.jumps()
+    final = {}
+    for entry in keep + add:
+        final.setdefault(entry.chain, []).append(entry)
+    transactions = []
+    for table in tables:
+        decl, body, tail = [], [], []
+        removed, added, policies = [], [], []
+        if table == 'filter' and policy and view.policy().upper() != policy.upper():
+            decl.append(':FORWARD %s [0:0]' % policy.upper())
+            policies.append(('%s filter: policy FORWARD %s' % (view.label, view.policy()),
+                             '%s filter: policy FORWARD %s' % (view.label, policy.upper())))
+        for chain, (chain_table, builtin) in sorted(OUR_CHAINS.items()):
+            if chain_table != table:
+                continue
+            needed = bool(final.get(chain))
+            if needed and chain not in existing:
+                decl.append(':%s - [0:0]' % chain)
+            for entry in remove:
+                if entry.chain == chain:
+                    body.append('-D %s %s' % (chain, entry.text))
+                    removed.append(display(view, table, chain, entry.text))
+            for entry in add:
+                if entry.chain == chain:
+                    body.append('-A %s %s' % (chain, entry.text))
+                    added.append(display(view, table, chain, entry.text))
+            found = jumps.get(chain, [])
+            surplus = found if not needed else found[1:]
+            if needed and not found:
+                if builtin == 'FORWARD':
+                    # Position 1: a DROP policy, Docker's DOCKER-USER/isolation chains or an
+                    # admin's REJECT earlier in FORWARD would otherwise decide first, and
+                    # our accepts only let through the flows our NAT rules create.
+                    tail.append('-I %s 1 %s' % (builtin, jump_spec(chain)))
+                else:
+                    # nat: appended, so NAT rules made by Docker, kube-proxy or an admin
+                    # keep deciding first for the flows they own.
+                    tail.append('-A %s %s' % (builtin, jump_spec(chain)))
+                added.append(display(view, table, builtin, jump_spec(chain)))
+            for builtin_chain, spec in surplus:
+                tail.append('-D %s %s' % (builtin_chain, spec))
+                removed.append(display(view, table, builtin_chain, spec))
+            if not needed and chain in existing:
+                # Lines in our chain we do not know (not tagged, not removed above) would
+                # make -X fail; our chains hold only our lines, so flush before deleting.
+                tail.append('-F %s' % chain)
+                tail.append('-X %s' % chain)
+        if not (decl or body or tail):
+            continue
+        lines = ['*%s' % table] + decl + body + tail + ['COMMIT']
+        commands = [_operator_line(view, table, line) for line in decl + body + tail]
+        restore = [tool(view.family, view.variant, 'restore'), '--noflush', '-w']
+        transactions.append(Transaction('%s %s' % (view.label, table), restore, lines, commands, removed, added,
+                                        policies))
+        if view.variant != 'legacy' and not final_in_table(final, table) \
+                and not view.foreign_content(table, policy if table == 'filter' else None):
+            transactions.append(drop_empty_table(view.family, table))
+    return transactions
+
+
+def final_in_table(final, table):
+    return any(entries for chain, entries in final.items() if OUR_CHAINS[chain][0] == table)
+
+
+def drop_empty_table(family, table):
+    """Delete an iptables-nft table our removal left empty.
+
+    iptables-nft creates a table (and the base chains used) on first use and never
+    deletes it; an empty one behaves exactly like none, but ``nft list ruleset``
+    and iptables-save would still show it after ``state: absent``. The guard checks
+    at apply time that it holds nothing at all (no rule, set or map, every policy
+    accept) and skips the deletion otherwise.
+    """
+    nft_family = 'ip' if family == 4 else 'ip6'
+    argv = ['nft', 'delete', 'table', nft_family, table]
+
+    def guard(runner):
+        if runner.which('nft') is None:
+            return False
+        rc, out, dummy = runner.run(['nft', '-j', 'list', 'table', nft_family, table], check=False)
+        return rc == 0 and nft_table_is_empty(out)
+
+    return Transaction('%s %s' % (family_name(family), table), argv, None,
+                       ['nft delete table %s %s' % (nft_family, table)], [], [], guard=guard)
+
+
+def nft_table_is_empty(json_text):
+    try:
+        items = json.loads(json_text).get('nftables', [])
+    except ValueError:
+        return False
+    for item in items:
+        if 'metainfo' in item or 'table' in item:
+            continue
+        chain = item.get('chain')
+        if chain is not None and chain.get('policy', 'accept') == 'accept':
+            continue
+        return False
+    return True
+
+
+def _operator_line(view, table, line):
+    """A restore input line as the iptables command an operator would type."""
+    prefix = '%s -t %s ' % (operator_tool(view.family, view.variant), table)
+    if line.startswith(':'):
+        name, dummy, rest = line[1:].partition(' ')
+        policy = rest.split(' ')[0]
+        return prefix + ('-N %s' % name if policy == '-' else '-P %s %s' % (name, policy))
+    return prefix + line
+
+
+def current_lines(view):
+    """Display lines of everything of ours in ``view`` (for the diff's before side)."""
+    lines = [display(view, entry.table, entry.chain, entry.text) for entry in view.entries()]
+    for chain, found in view.jumps().items():
+        for builtin, spec in found:
+            lines.append(display(view, OUR_CHAINS[chain][0], builtin, spec))
+    return lines
+
+
+def is_ours(entry):
+    return parse_tag(entry.tag) is not None

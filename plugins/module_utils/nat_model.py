@@ -1,0 +1,836 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) linuxnet.netns contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The NAT rule model shared by the iptables and nftables backends.
+
+A user rule (masquerade, snat, dnat) is validated into a ``NatRule``, expanded into
+backend-neutral ``LogicalLine`` objects (the NAT line plus its hairpin and FORWARD
+companions), and rendered into iptables or nft syntax. Every line we write carries
+a tag ``lnt:<rule-id> <hash>`` (an iptables comment or an nft rule comment):
+
+* ``<rule-id>`` names the user rule by what identifies it (for a DNAT: protocol,
+  published address and port), so a later call finds, replaces or removes exactly
+  the lines that rule made, and purge can tell our rules apart;
+* ``<hash>`` is a digest of the line as we rendered it. iptables-save and nft print
+  a rule in their own normalised form (they reorder matches, add ``-m tcp``, drop
+  ``/32``), which differs between versions and between iptables-nft and -legacy;
+  comparing our rendering with theirs would make idempotence depend on that. The
+  comment survives every listing unchanged, so "is this line what we want" is a
+  comparison of tags, and the listed text is used only for display and deletion.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import hashlib
+import ipaddress
+import re
+from collections import namedtuple
+
+from ansible_collections.linuxnet.netns.plugins.module_utils.validation import (
+    ValidationError,
+    check_ifname,
+    check_ip,
+    check_netns_name,
+    check_network,
+    check_port,
+    check_port_range,
+    same_family,
+)
+
+KINDS = ('masquerade', 'snat', 'dnat')
+PROTOCOLS = ('tcp', 'udp', 'sctp')
+FORWARD_MODES = ('scoped', 'both', 'none')
+STATES = ('present', 'absent')
+FORWARD_POLICIES = ('accept', 'drop')
+
+TAG_PREFIX = 'lnt:'
+JUMP_TAG = 'lnt:jump'
+# nft limits a rule comment to 128 bytes; a tag never gets close (see rule_id).
+MAX_TAG_LENGTH = 128
+
+# The four hooks our rules live in, as backend-neutral roles.
+CHAIN_ROLES = ('prerouting', 'output', 'postrouting', 'forward')
+
+RULE_KEYS = ('kind', 'source', 'destination', 'out_interface', 'in_interface', 'to_source',
+             'protocol', 'port', 'to_address', 'to_port', 'forward', 'hairpin', 'state')
+IDENTITY_WORDS = {
+    'masquerade': 'source, destination and out_interface',
+    'snat': 'family, source, destination and out_interface',
+    'dnat': 'protocol, destination and port',
+}
+_DNAT_ONLY = ('protocol', 'port', 'to_address', 'to_port', 'hairpin')
+
+
+def family_name(family):
+    return 'ipv4' if family == 4 else 'ipv6'
+
+
+# --- the rule ----------------------------------------------------------------------------
+
+class NatRule(object):
+    """One validated user rule. Addresses are ipaddress objects, ports ints.
+
+    ``family`` is 4 or 6, or None for an absent rule whose addresses do not tell
+    (it then removes the rule of either family).
+    """
+
+    def __init__(self, field, namespace, kind, state='present', family=None, source=None,
+                 destination=None, out_interface=None, in_interface=None, to_source=None,
+                 protocol=None, port=None, to_address=None, to_port=None, forward='scoped',
+                 hairpin=False):
+        self.field = field
+        self.namespace = namespace
+        self.kind = kind
+        self.state = state
+        self.family = family
+        self.source = source
+        self.destination = destination
+        self.out_interface = out_interface
+        self.in_interface = in_interface
+        self.to_source = to_source
+        self.protocol = protocol
+        self.port = port
+        self.to_address = to_address
+        self.to_port = to_port
+        self.forward = forward
+        self.hairpin = hairpin
+
+    @property
+    def present(self):
+        return self.state == 'present'
+
+    @property
+    def target_ports(self):
+        """The ports the DNAT target listens on: to_port, or the published ports kept."""
+        if self.to_port is not None:
+            return (self.to_port, self.to_port)
+        return self.port
+
+    def rule_ids(self):
+        """The ids this rule is stored under (two when the family is unknown: absent only)."""
+        families = [self.family] if self.family else [4, 6]
+        return [rule_id(self, family) for family in families]
+
+    def describe(self):
+        return '%s%s' % (self.field, self.rule_ids()[0])
+
+
+def _port_text(ports):
+    lo, hi = ports
+    return str(lo) if lo == hi else '%d-%d' % (lo, hi)
+
+
+def rule_id(rule, family):
+    """What identifies a rule: the fields that choose which traffic it translates.
+
+    The translation itself (to_source, to_address, to_port) and the companions
+    (forward, hairpin, in_interface of a DNAT) are not part of the id: changing them
+    changes the rule in place, which is what lets a DNAT target change be detected
+    (and its stale conntrack entries deleted).
+    """
+    if rule.kind == 'masquerade':
+        parts = ['masq', 's=%s' % rule.source, 'o=%s' % rule.out_interface]
+        if rule.destination is not None:
+            parts.append('d=%s' % rule.destination)
+    elif rule.kind == 'snat':
+        parts = ['snat', family_name(family)]
+        for key, value in (('s', rule.source), ('d', rule.destination), ('o', rule.out_interface)):
+            if value is not None:
+                parts.append('%s=%s' % (key, value))
+    else:
+        bound = rule.destination if rule.destination is not None else 'local-%s' % family_name(family)
+        parts = ['dnat', 'p=%s' % rule.protocol, 'd=%s' % bound, 'port=%s' % _port_text(rule.port)]
+    return ','.join(parts)
+
+
+DnatKey = namedtuple('DnatKey', 'family protocol destination ports')
+
+
+def parse_dnat_id(text):
+    """The published side of a DNAT rule id (for conntrack cleanup after a purge)."""
+    parts = text.split(',')
+    if not parts or parts[0] != 'dnat':
+        return None
+    fields = dict(part.split('=', 1) for part in parts[1:] if '=' in part)
+    try:
+        lo, dummy, hi = fields['port'].partition('-')
+        ports = (int(lo), int(hi or lo))
+        bound = fields['d']
+        if bound.startswith('local-'):
+            family = 4 if bound == 'local-ipv4' else 6
+            destination = None
+        else:
+            destination = ipaddress.ip_address(bound)
+            family = destination.version
+        return DnatKey(family, fields['p'], destination, ports)
+    except (KeyError, ValueError):
+        return None
+
+
+# --- validation ---------------------------------------------------------------------------
+
+def parse_rule(field, item, default_namespace=None):
+    """Validate one user rule (a dict of RULE_KEYS, namespace, ...) into a NatRule.
+
+    Raises ValidationError naming ``field`` + the option for the first problem.
+    """
+    def name(key):
+        return '%s%s' % (field, key)
+
+    kind = item.get('kind')
+    if kind not in KINDS:
+        raise ValidationError(name('kind'), kind, 'must be one of %s' % ', '.join(KINDS))
+    state = item.get('state') or 'present'
+    if state not in STATES:
+        raise ValidationError(name('state'), state, 'must be one of %s' % ', '.join(STATES))
+    namespace = item.get('namespace') or default_namespace
+    if namespace is not None:
+        check_netns_name(name('namespace'), namespace)
+    forward = item.get('forward') or 'scoped'
+    if forward not in FORWARD_MODES:
+        raise ValidationError(name('forward'), forward, 'must be one of %s' % ', '.join(FORWARD_MODES))
+
+    if kind != 'dnat':
+        for key in _DNAT_ONLY:
+            if item.get(key) is not None:
+                raise ValidationError(name(key), item.get(key), 'applies only to kind dnat (this rule is %s)' % kind)
+    if kind != 'snat' and item.get('to_source') is not None:
+        raise ValidationError(name('to_source'), item.get('to_source'), 'applies only to kind snat')
+
+    interfaces = {}
+    for key in ('in_interface', 'out_interface'):
+        if item.get(key) is not None:
+            interfaces[key] = check_ifname(name(key), item.get(key))
+
+    rule = NatRule(field, namespace, kind, state=state, forward=forward,
+                   in_interface=interfaces.get('in_interface'), out_interface=interfaces.get('out_interface'))
+    if kind == 'dnat':
+        _parse_dnat(rule, item, name)
+    else:
+        _parse_source_nat(rule, item, name)
+    if forward == 'both' and rule.present and not (rule.in_interface and rule.out_interface):
+        missing = 'in_interface' if not rule.in_interface else 'out_interface'
+        raise ValidationError(name(missing), None,
+                              "forward=both accepts traffic both ways between in_interface and out_interface, "
+                              "so both must be set")
+    return rule
+
+
+def _parse_source_nat(rule, item, name):
+    if item.get('source') is not None:
+        rule.source = check_network(name('source'), item['source'])
+    if item.get('destination') is not None:
+        rule.destination = check_network(name('destination'), item['destination'])
+    if item.get('to_source') is not None:
+        rule.to_source = _check_unicast(name('to_source'), item['to_source'])
+    if rule.kind == 'masquerade':
+        if rule.source is None:
+            raise ValidationError(name('source'), None, 'masquerade needs source (the inner network, e.g. 192.168.45.0/24)')
+        if rule.out_interface is None:
+            raise ValidationError(name('out_interface'), None,
+                                  'masquerade needs out_interface (it takes the address of that interface)')
+    else:
+        if rule.to_source is None and rule.present:
+            raise ValidationError(name('to_source'), None, 'snat needs to_source (the address to translate to)')
+        if rule.source is None and rule.destination is None and rule.out_interface is None:
+            raise ValidationError(name('source'), None, 'snat needs at least one of source, destination or '
+                                                        'out_interface to limit which traffic it translates')
+    same_family(name('source'), rule.source, rule.destination, rule.to_source)
+    versions = [a.version for a in (rule.source, rule.destination, rule.to_source) if a is not None]
+    rule.family = versions[0] if versions else None
+    if rule.family is None and rule.present:  # pragma: no cover - to_source is required when present
+        raise ValidationError(name('to_source'), None, 'cannot tell IPv4 from IPv6')
+
+
+def _parse_dnat(rule, item, name):
+    protocol = item.get('protocol')
+    if protocol is None:
+        raise ValidationError(name('protocol'), None, 'dnat needs protocol (one of %s)' % ', '.join(PROTOCOLS))
+    if protocol not in PROTOCOLS:
+        raise ValidationError(name('protocol'), protocol, 'must be one of %s' % ', '.join(PROTOCOLS))
+    rule.protocol = protocol
+    if item.get('port') is None:
+        raise ValidationError(name('port'), None, 'dnat needs port (the published port, e.g. 8080 or "8080-8090")')
+    rule.port = check_port_range(name('port'), item['port'])
+    if item.get('destination') is not None:
+        rule.destination = _check_unicast(name('destination'), item['destination'])
+    if item.get('to_address') is not None:
+        rule.to_address = _check_unicast(name('to_address'), item['to_address'])
+    elif rule.present:
+        raise ValidationError(name('to_address'), None, 'dnat needs to_address (the address traffic is forwarded to)')
+    if item.get('to_port') is not None:
+        rule.to_port = check_port(name('to_port'), item['to_port'])
+        if rule.port[0] != rule.port[1]:
+            raise ValidationError(name('to_port'), item['to_port'],
+                                  'cannot be combined with a port range (port=%s): a range keeps its ports'
+                                  % _port_text(rule.port))
+    hairpin = item.get('hairpin')
+    rule.hairpin = True if hairpin is None else bool(hairpin)
+    same_family(name('to_address'), rule.destination, rule.to_address)
+    versions = [a.version for a in (rule.destination, rule.to_address) if a is not None]
+    rule.family = versions[0] if versions else None
+
+
+def _check_unicast(field, value):
+    address = check_ip(field, value)
+    if address.is_loopback:
+        raise ValidationError(field, value, 'a loopback address cannot be translated to or from a namespace '
+                                            '(packets would be martians)')
+    if address.is_unspecified or address.is_multicast:
+        raise ValidationError(field, value, 'must be a unicast address')
+    return address
+
+
+def parse_rules(items, default_namespace=None):
+    """Validate every (field_prefix, item) pair; returns NatRules or raises the errors.
+
+    All items are checked before anything runs; a list of every ValidationError is
+    raised as one ValidationErrors so the user fixes them in one go.
+    """
+    rules = []
+    errors = []
+    for field, item in items:
+        try:
+            rules.append(parse_rule(field, item, default_namespace))
+        except ValidationError as exc:
+            errors.append(exc)
+    if not errors:
+        errors.extend(_conflicts(rules))
+    if errors:
+        raise ValidationErrors(errors)
+    return rules
+
+
+class ValidationErrors(ValidationError):
+    """Several bad inputs; behaves like the first, its message names them all."""
+
+    def __init__(self, errors):
+        first = errors[0]
+        super(ValidationErrors, self).__init__(first.field, first.value, first.reason)
+        self.errors = list(errors)
+        self.args = ('; '.join(str(e) for e in errors),)
+
+    def __str__(self):
+        return self.args[0]
+
+
+def _conflicts(rules):
+    """Two rules of one call with the same id, or DNATs whose published ports overlap."""
+    errors = []
+    seen = {}
+    published = []
+    for rule in rules:
+        for rid in rule.rule_ids():
+            key = (rule.namespace, rid)
+            if key in seen:
+                errors.append(ValidationError(rule.field.rstrip('.') or 'rule', rid,
+                                              'the same rule as %s (same %s)' % (
+                                                  seen[key].rstrip('.') or 'rule', IDENTITY_WORDS[rule.kind])))
+            seen[key] = rule.field
+        if rule.kind == 'dnat' and rule.present:
+            for other in published:
+                if (other.namespace == rule.namespace and other.family == rule.family
+                        and other.protocol == rule.protocol and other.destination == rule.destination
+                        and other.port[0] <= rule.port[1] and rule.port[0] <= other.port[1]
+                        and other.port != rule.port):
+                    errors.append(ValidationError(rule.field + 'port', _port_text(rule.port),
+                                                  'overlaps %sport=%s' % (other.field, _port_text(other.port))))
+            published.append(rule)
+    return errors
+
+
+# --- logical lines ------------------------------------------------------------------------
+
+class LogicalLine(object):
+    """One rule line independent of the backend.
+
+    Matches (all optional): src, dst (networks/addresses), dst_local (the packet is
+    addressed to one of the namespace's own addresses), not_dst, in_if, out_if,
+    proto, sport, dport ((lo, hi)), ctstate (tuple of 'RELATED', 'ESTABLISHED'),
+    ct_dnat (the flow was DNAT'ed), ct_orig_dst, ct_orig_dport.
+    Actions: accept, masquerade, snat (to_addr), dnat (to_addr, to_ports or None).
+    """
+
+    MATCHES = ('src', 'dst', 'not_dst', 'dst_local', 'in_if', 'out_if', 'proto', 'sport', 'dport',
+               'ctstate', 'ct_dnat', 'ct_orig_dst', 'ct_orig_dport')
+
+    def __init__(self, chain, family, action, to_addr=None, to_ports=None, **matches):
+        unknown = set(matches) - set(self.MATCHES)
+        if unknown:
+            raise TypeError('unknown matches: %s' % ', '.join(sorted(unknown)))
+        self.chain = chain
+        self.family = family
+        self.action = action
+        self.to_addr = to_addr
+        self.to_ports = to_ports
+        self.matches = dict((k, v) for k, v in matches.items() if v is not None and v is not False)
+
+    def get(self, key):
+        return self.matches.get(key)
+
+    def __repr__(self):
+        return 'LogicalLine(%s, %s, %s)' % (self.chain, self.action, self.matches)
+
+
+def logical_lines(rule):
+    """The lines a present rule needs, in order: NAT line(s), hairpin, FORWARD companions."""
+    if rule.kind == 'dnat':
+        return _dnat_lines(rule) + _forward_lines(rule)
+    action = 'masquerade' if rule.kind == 'masquerade' else 'snat'
+    nat = LogicalLine('postrouting', rule.family, action, to_addr=rule.to_source,
+                      src=rule.source, dst=rule.destination, out_if=rule.out_interface)
+    return [nat] + _forward_lines(rule)
+
+
+def _published(rule, chain):
+    """Matches for 'addressed to the published address' in ``chain``."""
+    if rule.destination is not None:
+        return dict(dst=rule.destination)
+    if chain == 'output':
+        # Locally generated traffic to 127.0.0.1 would leave with a loopback source
+        # after DNAT and be dropped as a martian; leave loopback alone.
+        loopback = ipaddress.ip_network('127.0.0.0/8' if rule.family == 4 else '::1/128')
+        return dict(dst_local=True, not_dst=loopback)
+    return dict(dst_local=True)
+
+
+def _dnat_lines(rule):
+    family = rule.family
+    dnat = dict(to_addr=rule.to_address, to_ports=(rule.to_port, rule.to_port) if rule.to_port else None)
+    lines = [LogicalLine('prerouting', family, 'dnat', in_if=rule.in_interface, proto=rule.protocol,
+                         dport=rule.port, **dict(_published(rule, 'prerouting'), **dnat))]
+    if rule.hairpin:
+        if rule.in_interface:
+            # The target itself reaching its own published address arrives on the
+            # inner interface, not on in_interface: translate it too.
+            lines.append(LogicalLine('prerouting', family, 'dnat', src=rule.to_address, proto=rule.protocol,
+                                     dport=rule.port, **dict(_published(rule, 'prerouting'), **dnat)))
+        # Hairpin: the target answering itself would reply directly (to its own
+        # address) and bypass the reverse translation; masquerading makes the reply
+        # come back through us.
+        lines.append(LogicalLine('postrouting', family, 'masquerade', src=rule.to_address,
+                                 dst=rule.to_address, proto=rule.protocol, dport=rule.target_ports,
+                                 ct_dnat=True))
+        # Host-originated: locally generated packets skip PREROUTING.
+        lines.append(LogicalLine('output', family, 'dnat', proto=rule.protocol, dport=rule.port,
+                                 **dict(_published(rule, 'output'), **dnat)))
+    return lines
+
+
+def _forward_lines(rule):
+    family = rule.family
+    if rule.forward == 'none':
+        return []
+    if rule.forward == 'both':
+        # The article's step 9, literally: everything both ways between the two interfaces.
+        return [LogicalLine('forward', family, 'accept', in_if=rule.in_interface, out_if=rule.out_interface),
+                LogicalLine('forward', family, 'accept', in_if=rule.out_interface, out_if=rule.in_interface)]
+    established = ('RELATED', 'ESTABLISHED')
+    if rule.kind == 'dnat':
+        inbound = LogicalLine('forward', family, 'accept', in_if=rule.in_interface, out_if=rule.out_interface,
+                              dst=rule.to_address, proto=rule.protocol, dport=rule.target_ports, ct_dnat=True,
+                              ct_orig_dst=rule.destination, ct_orig_dport=rule.port)
+        replies = LogicalLine('forward', family, 'accept', src=rule.to_address, proto=rule.protocol,
+                              sport=rule.target_ports, ctstate=established)
+        lines = [inbound, replies]
+        if rule.hairpin and rule.in_interface:
+            lines.append(LogicalLine('forward', family, 'accept', src=rule.to_address, dst=rule.to_address,
+                                     proto=rule.protocol, dport=rule.target_ports, ct_dnat=True,
+                                     ct_orig_dst=rule.destination, ct_orig_dport=rule.port))
+        return lines
+    outbound = LogicalLine('forward', family, 'accept', src=rule.source, dst=rule.destination,
+                           in_if=rule.in_interface, out_if=rule.out_interface)
+    replies = LogicalLine('forward', family, 'accept', src=rule.destination, dst=rule.source,
+                          in_if=rule.out_interface, out_if=rule.in_interface, ctstate=established)
+    return [outbound, replies]
+
+
+# --- rendering ----------------------------------------------------------------------------
+
+def _net_text(value, iptables):
+    """An address or network as the backend writes it."""
+    if isinstance(value, (ipaddress.IPv4Address, ipaddress.IPv6Address)):
+        return '%s/%d' % (value, value.max_prefixlen) if iptables else str(value)
+    return str(value)
+
+
+def _ports_iptables(ports):
+    lo, hi = ports
+    return str(lo) if lo == hi else '%d:%d' % (lo, hi)
+
+
+def _ports_nft(ports):
+    lo, hi = ports
+    return str(lo) if lo == hi else '%d-%d' % (lo, hi)
+
+
+def iptables_spec(line):
+    """The rule specification after ``-A CHAIN`` (without the comment match and target)."""
+    m = line.matches
+    args = []
+    if 'not_dst' in m:
+        args += ['!', '-d', _net_text(m['not_dst'], True)]
+    if 'src' in m:
+        args += ['-s', _net_text(m['src'], True)]
+    if 'dst' in m:
+        args += ['-d', _net_text(m['dst'], True)]
+    if 'in_if' in m:
+        args += ['-i', m['in_if']]
+    if 'out_if' in m:
+        args += ['-o', m['out_if']]
+    if 'proto' in m:
+        args += ['-p', m['proto']]
+        if 'sport' in m or 'dport' in m:
+            args += ['-m', m['proto']]
+            if 'sport' in m:
+                args += ['--sport', _ports_iptables(m['sport'])]
+            if 'dport' in m:
+                args += ['--dport', _ports_iptables(m['dport'])]
+    if 'dst_local' in m:
+        args += ['-m', 'addrtype', '--dst-type', 'LOCAL']
+    states = list(m.get('ctstate', ()))
+    if 'ct_dnat' in m:
+        states.append('DNAT')
+    if states:
+        args += ['-m', 'conntrack', '--ctstate', ','.join(states)]
+        if 'ct_orig_dst' in m:
+            args += ['--ctorigdst', str(m['ct_orig_dst'])]
+        if 'ct_orig_dport' in m:
+            args += ['--ctorigdstport', _ports_iptables(m['ct_orig_dport'])]
+    return args
+
+
+def iptables_target(line):
+    if line.action == 'accept':
+        return ['-j', 'ACCEPT']
+    if line.action == 'masquerade':
+        return ['-j', 'MASQUERADE']
+    if line.action == 'snat':
+        return ['-j', 'SNAT', '--to-source', str(line.to_addr)]
+    return ['-j', 'DNAT', '--to-destination', _endpoint(line.to_addr, line.to_ports)]
+
+
+def _endpoint(address, ports):
+    if ports is None:
+        return str(address)
+    host = '[%s]' % address if address.version == 6 else str(address)
+    return '%s:%s' % (host, _ports_nft(ports))
+
+
+def nft_expr(line):
+    """The nft rule expression (without the comment) for the inet table."""
+    m = line.matches
+    ip = 'ip' if line.family == 4 else 'ip6'
+    parts = []
+    if not any(key in m for key in ('src', 'dst', 'not_dst', 'ct_orig_dst')):
+        # The inet table sees both families; an iptables rule lives in one.
+        parts.append('meta nfproto %s' % family_name(line.family))
+    if 'src' in m:
+        parts.append('%s saddr %s' % (ip, _net_text(m['src'], False)))
+    if 'dst' in m:
+        parts.append('%s daddr %s' % (ip, _net_text(m['dst'], False)))
+    if 'not_dst' in m:
+        parts.append('%s daddr != %s' % (ip, _net_text(m['not_dst'], False)))
+    if 'dst_local' in m:
+        parts.append('fib daddr type local')
+    if 'in_if' in m:
+        parts.append('iifname "%s"' % m['in_if'])
+    if 'out_if' in m:
+        parts.append('oifname "%s"' % m['out_if'])
+    if 'proto' in m:
+        if 'sport' in m or 'dport' in m:
+            if 'sport' in m:
+                parts.append('%s sport %s' % (m['proto'], _ports_nft(m['sport'])))
+            if 'dport' in m:
+                parts.append('%s dport %s' % (m['proto'], _ports_nft(m['dport'])))
+        else:
+            parts.append('meta l4proto %s' % m['proto'])
+    if 'ctstate' in m:
+        parts.append('ct state %s' % ','.join(s.lower() for s in m['ctstate']))
+    if 'ct_dnat' in m:
+        parts.append('ct status dnat')
+    if 'ct_orig_dst' in m:
+        parts.append('ct original %s daddr %s' % (ip, m['ct_orig_dst']))
+    if 'ct_orig_dport' in m:
+        parts.append('ct original proto-dst %s' % _ports_nft(m['ct_orig_dport']))
+    parts.append(_nft_action(line, ip))
+    return ' '.join(parts)
+
+
+def _nft_action(line, ip):
+    if line.action == 'accept':
+        return 'accept'
+    if line.action == 'masquerade':
+        return 'masquerade'
+    if line.action == 'snat':
+        return 'snat %s to %s' % (ip, line.to_addr)
+    return 'dnat %s to %s' % (ip, _endpoint(line.to_addr, line.to_ports))
+
+
+# --- tags and entries ---------------------------------------------------------------------
+
+def make_tag(rid, rendered):
+    """``lnt:<rule-id> <hash>``: who owns the line, and which rendering it is."""
+    digest = hashlib.sha1(rendered.encode('utf-8')).hexdigest()[:8]
+    tag = '%s%s %s' % (TAG_PREFIX, rid, digest)
+    if len(tag) > MAX_TAG_LENGTH:  # pragma: no cover - ids are bounded well below this
+        raise ValueError('rule tag too long: %s' % tag)
+    return tag
+
+
+def parse_tag(comment):
+    """(rule_id, digest) of one of our tags; None for anything else (and for jumps)."""
+    if not comment or not comment.startswith(TAG_PREFIX) or comment == JUMP_TAG:
+        return None
+    body = comment[len(TAG_PREFIX):]
+    rid, sep, digest = body.rpartition(' ')
+    if not sep or not rid:
+        return None
+    return rid, digest
+
+
+class Entry(object):
+    """One of our lines, wanted or found: where it lives, its tag, and its text.
+
+    ``text`` is replayable: for iptables the rule spec after ``-A CHAIN`` (as
+    iptables-save printed it, or as we rendered it), for nft the rule expression with
+    its comment (as ``nft list`` printed it without the handle, or as we rendered
+    it). ``handle`` is the nft rule handle of a listed rule.
+    """
+
+    def __init__(self, family, table, chain, tag, text, handle=None, role=None):
+        self.family = family
+        self.table = table
+        self.chain = chain
+        self.tag = tag
+        self.text = text
+        self.handle = handle
+        self.role = role
+        parsed = parse_tag(tag)
+        self.rule_id = parsed[0] if parsed else None
+
+    @property
+    def key(self):
+        return (self.family, self.table, self.chain, self.tag)
+
+    def __repr__(self):
+        return 'Entry(%r, %r, %r, %r)' % (self.family, self.table, self.chain, self.text)
+
+
+def plan_entries(current, desired, managed_ids):
+    """Which current entries to keep/remove and which desired ones to add.
+
+    Entries of rule ids outside ``managed_ids`` are kept untouched (rules this call
+    does not name, unless purging). Entries compare by key (location + tag), as a
+    multiset, so a duplicate of one of our lines is removed too.
+    """
+    wanted = {}
+    for entry in desired:
+        wanted[entry.key] = wanted.get(entry.key, 0) + 1
+    keep, remove = [], []
+    for entry in current:
+        if entry.rule_id not in managed_ids:
+            keep.append(entry)
+        elif wanted.get(entry.key, 0) > 0:
+            wanted[entry.key] -= 1
+            keep.append(entry)
+        else:
+            remove.append(entry)
+    kept = {}
+    for entry in keep:
+        kept[entry.key] = kept.get(entry.key, 0) + 1
+    add = []
+    for entry in desired:
+        if kept.get(entry.key, 0) > 0:
+            kept[entry.key] -= 1
+        else:
+            add.append(entry)
+    return keep, remove, add
+
+
+def managed_ids(rules, current, purge, namespace):
+    """The rule ids a call decides about in ``namespace``: the ones it names, plus with
+    ``purge`` every id of ours found there."""
+    ids = set()
+    for rule in rules:
+        if rule.namespace == namespace:
+            ids.update(rule.rule_ids())
+    if purge:
+        # None: a line in our chains/table without our tag; purge removes it too.
+        ids.update(entry.rule_id for entry in current)
+    return ids
+
+
+# --- DNAT targets and conntrack cleanup -------------------------------------------------------
+
+_IPT_DNAT_RE = re.compile(r'--to-destination\s+(\S+)')
+_NFT_DNAT_RE = re.compile(r'\bdnat\s+(?:ip6?\s+)?to\s+(\S+)')
+
+Target = namedtuple('Target', 'address ports')
+
+
+def _parse_endpoint(text):
+    """'192.168.45.3:80', '[fd45::3]:80', '192.168.45.3', 'fd45::3' -> Target."""
+    text = text.strip().strip('"')
+    ports = None
+    if text.startswith('['):
+        host, dummy, rest = text[1:].partition(']')
+        if rest.startswith(':'):
+            ports = rest[1:]
+    elif text.count(':') == 1:
+        host, dummy, ports = text.partition(':')
+    else:
+        host = text
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    if ports:
+        lo, dummy, hi = ports.replace(':', '-').partition('-')
+        try:
+            ports = (int(lo), int(hi or lo))
+        except ValueError:
+            return None
+    return Target(address, ports or None)
+
+
+def dnat_target(text):
+    """The target of a listed DNAT line (iptables-save or nft), or None."""
+    match = _IPT_DNAT_RE.search(text) or _NFT_DNAT_RE.search(text)
+    return _parse_endpoint(match.group(1)) if match else None
+
+
+def wanted_target(rule):
+    return Target(rule.to_address, (rule.to_port, rule.to_port) if rule.to_port else None)
+
+
+Cleanup = namedtuple('Cleanup', 'family protocol destination ports stale_target keep_target')
+
+
+def conntrack_cleanups(rules, removed, added, namespace, kept=()):
+    """What conntrack entries a change made stale, as Cleanup records.
+
+    * a DNAT rule whose target changed or that was removed: entries to the published
+      address/port whose reply comes from the old target (``stale_target``);
+    * a UDP DNAT rule that is new or changed target: every UDP entry to the published
+      port that does not reply from the new target (``keep_target``); without this a
+      client that sent datagrams before the rule existed keeps its untranslated flow.
+    ``removed``/``added`` are the entries the plan removes/adds in ``namespace``.
+    """
+    old_targets = {}
+    for entry in removed:
+        if entry.role == 'prerouting' and entry.rule_id:
+            target = dnat_target(entry.text)
+            if target is not None:
+                old_targets.setdefault(entry.rule_id, target)
+    kept_ids = set(entry.rule_id for entry in kept if entry.rule_id)
+    added_ids = set(entry.rule_id for entry in added if entry.rule_id)
+    wanted = {}
+    for rule in rules:
+        if rule.namespace == namespace and rule.kind == 'dnat' and rule.present:
+            wanted[rule.rule_ids()[0]] = wanted_target(rule)
+    cleanups = []
+    for rid in sorted(set(old_targets) | set(wanted)):
+        key = parse_dnat_id(rid)
+        if key is None:
+            continue
+        old, new = old_targets.get(rid), wanted.get(rid)
+        retargeted = old is not None and old != new
+        if retargeted:
+            cleanups.append(Cleanup(key.family, key.protocol, key.destination, key.ports, old, None))
+        newly_published = old is None and rid in added_ids and rid not in kept_ids
+        if key.protocol == 'udp' and new is not None and (retargeted or newly_published):
+            cleanups.append(Cleanup(key.family, key.protocol, key.destination, key.ports, None, new))
+    return cleanups
+
+
+def stale_entries(cleanup, entries, local_addresses):
+    """The conntrack entries (conntrack.list_entries format) a Cleanup deletes."""
+    result = []
+    for entry in entries:
+        if entry.get('protocol') != cleanup.protocol:
+            continue
+        orig = entry.get('original') or {}
+        reply = entry.get('reply') or {}
+        try:
+            dport = int(orig.get('dport'))
+            dst = ipaddress.ip_address(orig.get('dst'))
+            reply_src = ipaddress.ip_address(reply.get('src'))
+        except (TypeError, ValueError):
+            continue
+        if dst.version != cleanup.family or not cleanup.ports[0] <= dport <= cleanup.ports[1]:
+            continue
+        if cleanup.destination is not None:
+            if dst != cleanup.destination:
+                continue
+        elif dst not in local_addresses:
+            continue  # a flow through us to some other host's port, not to ours
+        reply_sport = reply.get('sport')
+        if cleanup.stale_target is not None:
+            if reply_src != cleanup.stale_target.address:
+                continue
+            if cleanup.stale_target.ports and not _in_ports(reply_sport, cleanup.stale_target.ports):
+                continue
+            result.append(entry)
+        elif cleanup.keep_target is not None:
+            if reply_src == cleanup.keep_target.address and (
+                    cleanup.keep_target.ports is None or _in_ports(reply_sport, cleanup.keep_target.ports)):
+                continue
+            result.append(entry)
+    return result
+
+
+def _in_ports(value, ports):
+    try:
+        return ports[0] <= int(value) <= ports[1]
+    except (TypeError, ValueError):
+        return False
+
+
+# --- rendering whole rules into entries -----------------------------------------------------
+
+# role -> (table, our chain, built-in chain it is entered from)
+IPTABLES_CHAINS = {
+    'prerouting': ('nat', 'LNT-PREROUTING', 'PREROUTING'),
+    'output': ('nat', 'LNT-OUTPUT', 'OUTPUT'),
+    'postrouting': ('nat', 'LNT-POSTROUTING', 'POSTROUTING'),
+    'forward': ('filter', 'LNT-FORWARD', 'FORWARD'),
+}
+NFT_TABLE = 'linuxnet_netns'
+NFT_FAMILY = 'inet'
+
+
+def iptables_entries(rules, roles=CHAIN_ROLES):
+    """Our iptables lines for the present ``rules`` (Entry.text: spec after ``-A CHAIN``)."""
+    entries = []
+    for rule in rules:
+        if not rule.present:
+            continue
+        rid = rule.rule_ids()[0]
+        for line in logical_lines(rule):
+            if line.chain not in roles:
+                continue
+            table, chain = IPTABLES_CHAINS[line.chain][:2]
+            spec, target = iptables_spec(line), iptables_target(line)
+            tag = make_tag(rid, ' '.join([chain] + spec + target))
+            text = ' '.join(spec + ['-m', 'comment', '--comment', '"%s"' % tag] + target)
+            entries.append(Entry(rule.family, table, chain, tag, text, role=line.chain))
+    return entries
+
+
+def nft_entries(rules):
+    """Our nft rules for the present ``rules`` (Entry.text: expression with comment)."""
+    entries = []
+    for rule in rules:
+        if not rule.present:
+            continue
+        rid = rule.rule_ids()[0]
+        for line in logical_lines(rule):
+            expr = nft_expr(line)
+            tag = make_tag(rid, '%s %s' % (line.chain, expr))
+            entries.append(Entry(NFT_FAMILY, NFT_TABLE, line.chain, tag, '%s comment "%s"' % (expr, tag),
+                                 role=line.chain))
+    return entries

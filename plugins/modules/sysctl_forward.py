@@ -1,0 +1,352 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) linuxnet.netns contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+module: sysctl_forward
+short_description: Enable or disable IP forwarding inside a network namespace
+version_added: 0.1.0
+description:
+  - Sets C(net.ipv4.ip_forward), C(net.ipv6.conf.all.forwarding),
+    C(net.ipv6.conf.default.forwarding) and the per-interface C(net.ipv4.conf.IFACE.forwarding)
+    and C(net.ipv6.conf.IFACE.forwarding) of one network namespace, the declarative form of
+    C(ip netns exec NAME sysctl -w net.ipv4.ip_forward=1).
+  - C(/proc/sys/net) is per network namespace; the module enters the namespace in-process and
+    reads and writes the files there, so other namespaces (and the host) are not touched.
+  - Options left unset are left alone. Only values that differ are written.
+  - The kernel couples these settings, and the module takes that into account (also in check
+    mode) by writing the global settings first. Changing C(ipv4) sets the IPv4 forwarding of
+    every interface (and of C(all) and C(default)) to the same value; changing C(ipv6) also sets
+    C(ipv6_default) and the IPv6 forwarding of every interface. Per-interface values and
+    O(ipv6_default) given in the same call are applied after that.
+  - One namespace through the top-level options, or several through O(settings) in one call.
+    When a write fails, the forwarding values of that namespace are restored.
+author:
+  - linuxnet.netns contributors (@linuxnet)
+extends_documentation_fragment:
+  - linuxnet.netns.netns
+  - linuxnet.netns.netns.ATTRIBUTES
+options:
+  namespace:
+    description:
+      - Namespace whose forwarding settings are managed.
+      - With O(settings), the default for items that do not name one.
+      - The namespace must exist; the module never creates it.
+    type: str
+  ipv4:
+    description: C(net.ipv4.ip_forward). Unset leaves it alone.
+    type: bool
+  ipv6:
+    description: C(net.ipv6.conf.all.forwarding). Unset leaves it alone.
+    type: bool
+  ipv6_default:
+    description: C(net.ipv6.conf.default.forwarding), inherited by interfaces created later.
+    type: bool
+  interfaces:
+    description:
+      - Per-interface forwarding. Each interface must exist in the namespace.
+    type: list
+    elements: dict
+    suboptions:
+      name:
+        description: Interface name.
+        type: str
+        required: true
+      ipv4:
+        description: C(net.ipv4.conf.NAME.forwarding).
+        type: bool
+      ipv6:
+        description: C(net.ipv6.conf.NAME.forwarding).
+        type: bool
+  persist:
+    description:
+      - Absolute path of a sysctl.d-style file to write with the requested settings as
+        C(key = value) lines (for example V(/etc/sysctl.d/90-netns-forward.conf)). The module
+        owns the whole file and rewrites it only when its content differs; its directory must exist.
+      - sysctl.d files are applied to the B(root) network namespace at boot. For a named
+        namespace the file is therefore only a record of the settings, not a way to restore
+        them (namespaces do not survive a reboot either); do not point it at a directory that
+        C(systemd-sysctl) reads unless the settings are meant for the host.
+    type: path
+  settings:
+    description:
+      - Several namespaces in one call; each item takes O(namespace), O(ipv4), O(ipv6),
+        O(ipv6_default), O(interfaces) and O(persist). Each namespace and each persist file
+        may appear once.
+      - Mutually exclusive with the top-level O(ipv4), O(ipv6), O(ipv6_default), O(interfaces) and O(persist).
+    type: list
+    elements: dict
+    suboptions:
+      namespace:
+        description: Namespace of this item (default O(namespace)).
+        type: str
+      ipv4:
+        description: C(net.ipv4.ip_forward).
+        type: bool
+      ipv6:
+        description: C(net.ipv6.conf.all.forwarding).
+        type: bool
+      ipv6_default:
+        description: C(net.ipv6.conf.default.forwarding).
+        type: bool
+      interfaces:
+        description: Per-interface forwarding, as the top-level O(interfaces).
+        type: list
+        elements: dict
+        suboptions:
+          name:
+            description: Interface name.
+            type: str
+            required: true
+          ipv4:
+            description: C(net.ipv4.conf.NAME.forwarding).
+            type: bool
+          ipv6:
+            description: C(net.ipv6.conf.NAME.forwarding).
+            type: bool
+      persist:
+        description: A sysctl.d-style file recording this item's settings, as the top-level O(persist).
+        type: path
+notes:
+  - Works with pyroute2 0.7.2 (Debian 12 C(python3-pyroute2)) and 0.9.x; pyroute2 is used only
+    to enter the namespace.
+seealso:
+  - module: ansible.posix.sysctl
+  - module: linuxnet.netns.netns_route
+'''
+
+EXAMPLES = r'''
+- name: Let the host namespace of the lab route between its veth ends (the article's step 7)
+  linuxnet.netns.sysctl_forward:
+    namespace: host1
+    ipv4: true
+
+- name: IPv6 forwarding, but not on the uplink, with a record of the settings
+  linuxnet.netns.sysctl_forward:
+    namespace: router
+    ipv6: true
+    interfaces:
+      - name: uplink0
+        ipv6: false
+    persist: /var/lib/linuxnet/router-forward.conf
+
+- name: Several namespaces in one call
+  linuxnet.netns.sysctl_forward:
+    settings:
+      - namespace: ns1
+        ipv4: true
+      - namespace: ns2
+        ipv4: true
+        ipv6: true
+'''
+
+RETURN = r'''
+before:
+  description:
+    - Values of the requested sysctls before the call, per namespace (the key is the namespace
+      name, the empty string for the module's own namespace), then per sysctl name.
+  returned: always
+  type: dict
+  sample: {"host1": {"net.ipv4.ip_forward": 0}}
+after:
+  description:
+    - The same sysctls after the call (predicted in check mode), same layout as RV(before).
+  returned: always
+  type: dict
+  sample: {"host1": {"net.ipv4.ip_forward": 1}}
+files_changed:
+  description: Persist files that were (or in check mode would be) written.
+  returned: always
+  type: list
+  elements: str
+  sample: ["/var/lib/linuxnet/router-forward.conf"]
+commands:
+  description: The C(sysctl -w) commands an operator would have typed for the same change.
+  returned: always
+  type: list
+  elements: str
+  sample: ["ip netns exec host1 sysctl -w net.ipv4.ip_forward=1"]
+'''
+
+import os
+import tempfile
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.linuxnet.netns.plugins.module_utils.common import (
+    COMMAND_ENVIRON,
+    Report,
+    Rollback,
+    collect_items,
+    fail_from_exception,
+)
+from ansible_collections.linuxnet.netns.plugins.module_utils.netns_session import (
+    namespace_exists,
+    require_pyroute2,
+)
+from ansible_collections.linuxnet.netns.plugins.module_utils.sysctls import (
+    ITEM_KEYS,
+    apply_plan,
+    check_against_namespace,
+    check_unique_targets,
+    persist_content,
+    plan_commands,
+    plan_settings,
+    read_file,
+    read_namespace,
+    report_lines,
+    validate_settings,
+)
+from ansible_collections.linuxnet.netns.plugins.module_utils.validation import ValidationError
+
+SETTING_OPTIONS = ('ipv4', 'ipv6', 'ipv6_default', 'interfaces', 'persist')
+
+
+def argument_spec():
+    interface = dict(name=dict(type='str', required=True), ipv4=dict(type='bool'), ipv6=dict(type='bool'))
+    item = dict(
+        namespace=dict(type='str'),
+        ipv4=dict(type='bool'),
+        ipv6=dict(type='bool'),
+        ipv6_default=dict(type='bool'),
+        interfaces=dict(type='list', elements='dict', options=interface),
+        persist=dict(type='path'),
+    )
+    spec = dict(item)
+    spec['settings'] = dict(type='list', elements='dict', options=item)
+    return spec
+
+
+def validate_all(module):
+    wanted, errors = [], []
+    for field, item in collect_items(module.params, 'settings', ITEM_KEYS, defaults_from_top=('namespace',)):
+        try:
+            wanted.append(validate_settings(field, item))
+        except ValidationError as exc:
+            errors.append(exc)
+    errors.extend(check_unique_targets(wanted))
+    for item in wanted:
+        if item.namespace and not namespace_exists(item.namespace):
+            errors.append(ValidationError(item.field + 'namespace', item.namespace,
+                                          'network namespace %s does not exist (/run/netns/%s is missing); '
+                                          'create it first (linuxnet.netns.netns)' % (item.namespace, item.namespace)))
+    return wanted, errors
+
+
+def fail_on(module, errors):
+    if errors:
+        fail_from_exception(module, errors[0], errors=[str(error) for error in errors])
+
+
+def read_and_plan(wanted):
+    """Read each namespace once, check the items against it, compute the writes."""
+    originals, plans, errors = {}, [], []
+    for item in wanted:
+        current = read_namespace(item.namespace)
+        originals[item.namespace] = current
+        try:
+            check_against_namespace(item, current)
+        except ValidationError as exc:
+            errors.append(exc)
+            continue
+        plans.append(plan_settings(item, current))
+    return originals, plans, errors
+
+
+def file_diffs(wanted):
+    """(path, old content, new content) for every persist file whose content differs."""
+    diffs = []
+    for item in wanted:
+        if item.persist is None:
+            continue
+        old, new = read_file(item.persist), persist_content(item)
+        if old != new:
+            diffs.append((item.persist, old, new))
+    return diffs
+
+
+def write_file(module, path, content):
+    """Atomically replace ``path`` (a temporary file in the same directory, then rename)."""
+    handle, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix='.sysctl_forward.')
+    try:
+        with os.fdopen(handle, 'w') as stream:
+            stream.write(content)
+        module.atomic_move(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def restore_file(module, path, old):
+    """Undo a persist write: the old content, or no file when there was none."""
+    if old:
+        write_file(module, path, old)
+    elif os.path.exists(path):
+        os.unlink(path)
+
+
+def build_result(module, plans, files):
+    report = Report()
+    for plan in plans:
+        before, after = report_lines(plan)
+        report.before.extend(before)
+        report.after.extend(after)
+        report.command(*plan_commands(plan))
+    result = report.result(module, header='forwarding sysctls')
+    result['changed'] = result['changed'] or bool(files)
+    if module._diff and files:
+        result['diff'] = [result['diff']] + [
+            {'before_header': path, 'after_header': path, 'before': old, 'after': new}
+            for path, old, new in files]
+    result['files_changed'] = [entry[0] for entry in files]
+    result['before'] = dict((plan.wanted.label, plan.before) for plan in plans)
+    result['after'] = dict((plan.wanted.label, plan.after) for plan in plans)
+    return result
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=argument_spec(),
+        mutually_exclusive=[('settings', option) for option in SETTING_OPTIONS],
+        required_one_of=[('settings', 'ipv4', 'ipv6', 'ipv6_default', 'interfaces')],
+        supports_check_mode=True,
+    )
+    module.run_command_environ_update = COMMAND_ENVIRON
+    require_pyroute2(module)
+
+    wanted, errors = validate_all(module)
+    fail_on(module, errors)
+    originals, plans, errors = read_and_plan(wanted)
+    fail_on(module, errors)
+    files = file_diffs(wanted)
+    result = build_result(module, plans, files)
+    if module.check_mode:
+        module.exit_json(**result)
+
+    rollback = Rollback()
+    try:
+        for plan in plans:
+            apply_plan(plan, originals[plan.wanted.namespace], rollback)
+        # Files last: a failed sysctl write leaves no record of values that were not set.
+        for path, old, content in files:
+            rollback.register('restore %s' % path, restore_file, module, path, old)
+            write_file(module, path, content)
+    except Exception as exc:  # undo the writes of this call, then fail with the reason
+        fail_from_exception(module, exc, rollback)
+    # Report what the kernel holds now, not the prediction.
+    for plan in plans:
+        if plan.changed:
+            current = read_namespace(plan.wanted.namespace)
+            result['after'][plan.wanted.label] = dict(
+                (setting.key, current.values.get(setting.path)) for setting in plan.wanted.settings)
+    module.exit_json(**result)
+
+
+if __name__ == '__main__':
+    main()

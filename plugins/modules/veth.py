@@ -1,0 +1,1039 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) linuxnet.netns contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+---
+module: veth
+short_description: Manage veth pairs whose ends live in chosen network namespaces
+version_added: 0.1.0
+description:
+  - Creates, updates and removes virtual Ethernet (veth) pairs. Each end can live in a named
+    network namespace or in the namespace the module runs in.
+  - Manages IPv4 and IPv6 addresses on either end, the MTU (the same on both ends) and the
+    administrative state (both ends up or both down).
+  - IPv6 addresses are added without duplicate address detection (C(nodad)), so they are usable
+    at once.
+  - An existing pair is compared with what is wanted and only the difference is applied. An
+    existing link whose peer is not the requested one, whose peer lives in another namespace, or a
+    requested name taken by a link that is not a veth, makes the module fail with a message
+    saying so, unless O(recreate=true).
+  - Works in-process through netlink (pyroute2); many pairs in one call through O(pairs) cost one
+    netlink session per namespace, not one process per pair.
+  - If the call fails half-way, the pairs and addresses it had created are removed again.
+author:
+  - linuxnet.netns contributors (@linuxnet)
+extends_documentation_fragment:
+  - linuxnet.netns.netns
+  - linuxnet.netns.netns.ATTRIBUTES
+options:
+  pairs:
+    description:
+      - Several veth pairs in one call. Mutually exclusive with O(name), O(peer), O(addresses)
+        and O(peer_addresses).
+      - The top-level options O(namespace), O(peer_namespace), O(mtu), O(up), O(state),
+        O(purge_addresses) and O(recreate) are the defaults for items that do not set them.
+    type: list
+    elements: dict
+    suboptions:
+      name:
+        description: Name of the end in O(pairs[].namespace).
+        type: str
+        required: true
+      peer:
+        description: Name of the other end. Required when the pair is present.
+        type: str
+      namespace:
+        description: Namespace of the O(pairs[].name) end; default is the module's own.
+        type: str
+      peer_namespace:
+        description: Namespace of the O(pairs[].peer) end; default is O(pairs[].namespace).
+        type: str
+      addresses:
+        description: Addresses with prefix length on the O(pairs[].name) end; unset means not managed.
+        type: list
+        elements: str
+      peer_addresses:
+        description: Addresses with prefix length on the O(pairs[].peer) end; unset means not managed.
+        type: list
+        elements: str
+      mtu:
+        description: MTU of both ends; unset means left as it is (1500 for a new pair).
+        type: int
+      up:
+        description: Whether both ends are up.
+        type: bool
+      state:
+        description: Whether the pair should exist.
+        type: str
+        choices: [present, absent]
+      purge_addresses:
+        description: Remove addresses not listed (IPv6 link-local addresses are always kept).
+        type: bool
+      recreate:
+        description: Delete and recreate links that conflict with the requested pair.
+        type: bool
+  name:
+    description:
+      - Name of the end that lives in O(namespace), at most 15 bytes.
+      - With O(state=absent), this link is deleted (which deletes its peer too).
+    type: str
+  peer:
+    description:
+      - Name of the other end, which lives in O(peer_namespace). Required when O(state=present).
+    type: str
+  peer_namespace:
+    description:
+      - Namespace of the O(peer) end. Default is O(namespace) (both ends in one namespace).
+    type: str
+  addresses:
+    description:
+      - Addresses with prefix length (C(192.168.45.2/24), C(fd42::1/64)) on the O(name) end.
+      - Compared as a set. When unset, the addresses of this end are not managed.
+      - An address listed with another prefix length than the one present replaces it.
+    type: list
+    elements: str
+  peer_addresses:
+    description:
+      - Addresses with prefix length on the O(peer) end, as for O(addresses).
+    type: list
+    elements: str
+  mtu:
+    description:
+      - MTU of both ends, 68 to 65535 (at least 1280 when an end has IPv6 addresses).
+      - When unset, the MTU is left as it is (a new pair gets the kernel default 1500).
+    type: int
+  up:
+    description:
+      - V(true) brings both ends up, V(false) sets both down.
+    type: bool
+    default: true
+  state:
+    description:
+      - V(present) creates or updates the pair, V(absent) deletes it.
+    type: str
+    choices: [present, absent]
+    default: present
+  purge_addresses:
+    description:
+      - Remove addresses that are not listed in O(addresses)/O(peer_addresses) from the ends whose
+        list is set. IPv6 link-local addresses (C(fe80::/10)) are never removed.
+    type: bool
+    default: false
+  recreate:
+    description:
+      - When the name is taken by a link that is not a veth, or the existing veth's peer has
+        another name or lives in another namespace, V(false) fails with a message that names the
+        conflict and V(true) deletes the conflicting links and creates the pair anew.
+    type: bool
+    default: false
+notes:
+  - A namespace that does not exist is an error, except in check mode (where a warning says that
+    the pair is assumed to be created once the namespace exists) and for O(state=absent) (a missing
+    namespace holds no pair).
+seealso:
+  - module: linuxnet.netns.netns
+'''
+
+EXAMPLES = r'''
+- name: The article's pair - veth1 on the host side, veth2 inside myspace
+  linuxnet.netns.veth:
+    name: veth1
+    peer: veth2
+    peer_namespace: myspace
+    addresses: [192.168.45.2/24]
+    peer_addresses: [192.168.45.3/24]
+
+- name: Many pairs in one call, host ends in namespace host1
+  linuxnet.netns.veth:
+    namespace: host1
+    purge_addresses: true
+    pairs:
+      - name: veth-t1
+        peer: eth0
+        peer_namespace: tenant1
+        addresses: [10.1.1.1/24, fd42:1::1/64]
+        peer_addresses: [10.1.1.2/24, fd42:1::2/64]
+      - name: veth-t2
+        peer: eth0
+        peer_namespace: tenant2
+        addresses: [10.1.2.1/24]
+        peer_addresses: [10.1.2.2/24]
+        mtu: 9000
+
+- name: Replace a pair whose peer was moved or renamed by hand
+  linuxnet.netns.veth:
+    namespace: host1
+    name: veth-t1
+    peer: eth0
+    peer_namespace: tenant1
+    recreate: true
+
+- name: Delete a pair (deleting one end deletes both)
+  linuxnet.netns.veth:
+    namespace: host1
+    name: veth-t2
+    state: absent
+'''
+
+RETURN = r'''
+pairs:
+  description: One entry per pair of the call, in input order, with the state before and after.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: Name of the first end.
+      type: str
+      sample: veth1
+    peer:
+      description: Name of the other end (null when not given for O(state=absent)).
+      type: str
+      sample: veth2
+    namespace:
+      description: Namespace of the first end (null is the module's own).
+      type: str
+      sample: host1
+    peer_namespace:
+      description: Namespace of the other end (null is the module's own).
+      type: str
+      sample: myspace
+    state:
+      description: The requested state.
+      type: str
+      sample: present
+    changed:
+      description: Whether this pair changed (in check mode, would change).
+      type: bool
+      sample: true
+    before:
+      description:
+        - The pair as found (null if the first end did not exist). For a link that is not a veth,
+          only O(name), O(namespace) and C(kind) are set.
+        - Keys C(name), C(namespace), C(kind), C(peer), C(peer_namespace), C(mtu), C(peer_mtu),
+          C(up), C(peer_up), C(addresses), C(peer_addresses).
+      type: dict
+      sample:
+        name: veth1
+        namespace: null
+        kind: veth
+        peer: veth2
+        peer_namespace: myspace
+        mtu: 1500
+        peer_mtu: 1500
+        up: true
+        peer_up: true
+        addresses: [192.168.45.2/24]
+        peer_addresses: []
+    after:
+      description: The pair as it is after the call (in check mode, would be); null when absent.
+      type: dict
+      sample:
+        name: veth1
+        namespace: null
+        kind: veth
+        peer: veth2
+        peer_namespace: myspace
+        mtu: 1500
+        peer_mtu: 1500
+        up: true
+        peer_up: true
+        addresses: [192.168.45.2/24]
+        peer_addresses: [192.168.45.3/24]
+commands:
+  description: The C(ip) commands an operator would have typed for the same change.
+  returned: always
+  type: list
+  elements: str
+  sample:
+    - ip link add veth1 type veth peer name veth2 netns myspace
+    - ip link set veth1 up
+    - ip addr add 192.168.45.2/24 dev veth1
+'''
+
+import contextlib
+import os
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.linuxnet.netns.plugins.module_utils.common import (
+    COMMAND_ENVIRON, Report, Rollback, collect_items, fail_from_exception)
+from ansible_collections.linuxnet.netns.plugins.module_utils.links import (
+    IPV6_MIN_MTU, VETH_DEFAULT_MTU, LinkOperationError, NamespaceState, NetlinkError,
+    add_address, address_add_command, address_changes, address_del_command, create_veth,
+    delete_address, delete_link, describe_netlink_error, ip_command,
+    RouteSocket, is_link_local, link_set_commands, netnsid_of, read_links, read_namespace_state, set_link,
+    sorted_addresses)
+from ansible_collections.linuxnet.netns.plugins.module_utils.netns_session import (
+    entered, iproute, list_namespaces, namespace_exists, namespace_path,
+    require_pyroute2)
+from ansible_collections.linuxnet.netns.plugins.module_utils.validation import (
+    ValidationError, check_ifname, check_interface_address, check_netns_name)
+
+ITEM_KEYS = ('name', 'peer', 'namespace', 'peer_namespace', 'addresses', 'peer_addresses', 'mtu',
+             'up', 'state', 'purge_addresses', 'recreate')
+# Top-level options that act as defaults for list items.
+TOP_DEFAULTS = ('namespace', 'peer_namespace', 'mtu', 'up', 'state', 'purge_addresses', 'recreate')
+MTU_MIN = 68
+MTU_MAX = 65535
+OWN_NS_PATH = '/proc/self/ns/net'
+
+
+def argument_spec():
+    item = dict(
+        name=dict(type='str', required=True),
+        peer=dict(type='str'),
+        namespace=dict(type='str'),
+        peer_namespace=dict(type='str'),
+        addresses=dict(type='list', elements='str'),
+        peer_addresses=dict(type='list', elements='str'),
+        mtu=dict(type='int'),
+        up=dict(type='bool'),
+        state=dict(type='str', choices=['present', 'absent']),
+        purge_addresses=dict(type='bool'),
+        recreate=dict(type='bool'),
+    )
+    return dict(
+        pairs=dict(type='list', elements='dict', options=item),
+        name=dict(type='str'),
+        peer=dict(type='str'),
+        namespace=dict(type='str'),
+        peer_namespace=dict(type='str'),
+        addresses=dict(type='list', elements='str'),
+        peer_addresses=dict(type='list', elements='str'),
+        mtu=dict(type='int'),
+        up=dict(type='bool', default=True),
+        state=dict(type='str', default='present', choices=['present', 'absent']),
+        purge_addresses=dict(type='bool', default=False),
+        recreate=dict(type='bool', default=False),
+    )
+
+
+# --- input -------------------------------------------------------------------------
+
+class PairSpec(object):
+    """One pair as the user asked for it, validated."""
+
+    def __init__(self, field, name, peer, namespace, peer_namespace, addresses=None,
+                 peer_addresses=None, mtu=None, up=True, state='present', purge=False,
+                 recreate=False):
+        self.field = field  # 'pairs[3].' or '' (top-level options)
+        self.name = name
+        self.peer = peer
+        self.namespace = namespace
+        self.peer_namespace = peer_namespace
+        self.addresses = addresses
+        self.peer_addresses = peer_addresses
+        self.mtu = mtu
+        self.up = up
+        self.state = state
+        self.purge = purge
+        self.recreate = recreate
+
+
+def validate_pairs(params):
+    """(pairs, errors): every pair of the call validated, and every ValidationError
+    found (all of them, so one run tells the user everything to fix)."""
+    errors = []
+    specs = []
+    for prefix, item in collect_items(params, 'pairs', ITEM_KEYS, defaults_from_top=TOP_DEFAULTS):
+        spec, item_errors = validate_pair(prefix, item)
+        errors.extend(item_errors)
+        if spec is not None:
+            specs.append(spec)
+    if not errors:
+        errors.extend(duplicate_ends(specs))
+    return specs, errors
+
+
+def validate_pair(prefix, item):
+    """(PairSpec or None, errors) for one item."""
+    errors = []
+
+    def check(func, field, *args):
+        try:
+            return func(prefix + field, *args)
+        except ValidationError as exc:
+            errors.append(exc)
+            return None
+
+    state = item.get('state') or 'present'
+    name = check(check_ifname, 'name', item.get('name'))
+    peer = item.get('peer')
+    if peer is not None:
+        peer = check(check_ifname, 'peer', peer)
+    elif state == 'present':
+        errors.append(ValidationError(prefix + 'peer', None, 'the peer name is required when state is present'))
+    namespace = item.get('namespace')
+    if namespace is not None:
+        namespace = check(check_netns_name, 'namespace', namespace)
+    peer_namespace = item.get('peer_namespace')
+    if peer_namespace is not None:
+        peer_namespace = check(check_netns_name, 'peer_namespace', peer_namespace)
+    else:
+        peer_namespace = namespace
+    addresses = check(check_address_list, 'addresses', item.get('addresses'))
+    peer_addresses = check(check_address_list, 'peer_addresses', item.get('peer_addresses'))
+    mtu = check(check_mtu, 'mtu', item.get('mtu'), (addresses or set()) | (peer_addresses or set()))
+    if name is not None and name == peer and namespace == peer_namespace:
+        errors.append(ValidationError(prefix + 'peer', peer, 'both ends of a pair in one namespace need different names'))
+    if errors:
+        return None, errors
+    return PairSpec(prefix, name, peer, namespace, peer_namespace, addresses, peer_addresses, mtu,
+                    True if item.get('up') is None else item['up'], state,
+                    bool(item.get('purge_addresses')), bool(item.get('recreate'))), []
+
+
+def check_address_list(field, values):
+    """A list of addresses with prefix length; None (not managed) stays None."""
+    if values is None:
+        return None
+    result = set()
+    by_ip = {}
+    for index, value in enumerate(values):
+        item_field = '%s[%d]' % (field, index)
+        iface = check_interface_address(item_field, value)
+        if is_link_local(iface):
+            raise ValidationError(item_field, value, 'IPv6 link-local addresses (fe80::/10) are managed by the kernel')
+        if iface.ip in by_ip and by_ip[iface.ip] != iface:
+            raise ValidationError(item_field, value, 'the same address is already listed as %s' % by_ip[iface.ip])
+        by_ip[iface.ip] = iface
+        result.add(iface)
+    return result
+
+
+def check_mtu(field, value, addresses):
+    if value is None:
+        return None
+    if not MTU_MIN <= value <= MTU_MAX:
+        raise ValidationError(field, value, 'the MTU must be from %d to %d' % (MTU_MIN, MTU_MAX))
+    if value < IPV6_MIN_MTU and any(a.version == 6 for a in addresses):
+        raise ValidationError(field, value, 'IPv6 needs an MTU of at least %d (the pair has IPv6 addresses)' % IPV6_MIN_MTU)
+    return value
+
+
+def duplicate_ends(specs):
+    """An interface (namespace, name) may be named by one pair end only."""
+    errors = []
+    seen = {}
+    for spec in specs:
+        ends = [('name', spec.namespace, spec.name)]
+        if spec.peer is not None:
+            ends.append(('peer', spec.peer_namespace, spec.peer))
+        for field, namespace, ifname in ends:
+            key = (namespace, ifname)
+            if key in seen:
+                errors.append(ValidationError(spec.field + field, ifname, 'interface %s is already named by %s'
+                                              % (end_label(ifname, namespace), seen[key])))
+            else:
+                seen[key] = spec.field + field
+    return errors
+
+
+# --- labels and views --------------------------------------------------------------
+
+def end_label(ifname, namespace):
+    """``veth1@ns-a``; an end in the module's own namespace is just ``veth1``."""
+    return '%s@%s' % (ifname, namespace) if namespace else ifname
+
+
+def pair_view(name, namespace, peer, peer_namespace, mtu, peer_mtu, up, peer_up, addresses, peer_addresses):
+    return dict(name=name, namespace=namespace, kind='veth', peer=peer, peer_namespace=peer_namespace,
+                mtu=mtu, peer_mtu=peer_mtu, up=up, peer_up=peer_up,
+                addresses=[str(a) for a in sorted_addresses(addresses)],
+                peer_addresses=[str(a) for a in sorted_addresses(peer_addresses)])
+
+
+def pair_line(view):
+    """One diff line per pair:
+    ``veth1@ns-a <-> veth2@ns-b mtu=1500 up addresses=[...] peer_addresses=[...]``.
+    Values that differ between the ends are shown as ``name-end/peer-end``."""
+    if view.get('kind') != 'veth':
+        return '%s (%s, not a veth)' % (end_label(view['name'], view['namespace']), view.get('kind') or 'device')
+
+    def both(a, b):
+        return '%s' % a if a == b or b is None else '%s/%s' % (a, b)
+
+    def updown(up):
+        return None if up is None else ('up' if up else 'down')
+
+    peer = end_label(view['peer'], view['peer_namespace']) if view['peer'] else '?'
+    line = '%s <-> %s mtu=%s %s addresses=[%s]' % (
+        end_label(view['name'], view['namespace']), peer, both(view['mtu'], view['peer_mtu']),
+        both(updown(view['up']), updown(view['peer_up'])), ', '.join(view['addresses']))
+    if view['peer_addresses'] is not None:
+        line += ' peer_addresses=[%s]' % ', '.join(view['peer_addresses'])
+    return line
+
+
+def link_view(link, namespace, state):
+    """A link found under a requested name that is not (or not only) the wanted pair.
+
+    A veth whose peer sits in the same namespace is shown as the full pair; for a peer
+    elsewhere only this end is known here.
+    """
+    if not link.is_veth:
+        return dict(name=link.name, namespace=namespace, kind=link.kind or 'device')
+    peer = state.by_index.get(link.peer_index) if link.peer_netnsid is None else None
+    if peer is not None:
+        return pair_view(link.name, namespace, peer.name, namespace, link.mtu, peer.mtu, link.up, peer.up,
+                         state.addresses_of(link.name), state.addresses_of(peer.name))
+    return dict(name=link.name, namespace=namespace, kind='veth', peer=None, peer_namespace=None,
+                mtu=link.mtu, peer_mtu=None, up=link.up, peer_up=None,
+                addresses=[str(a) for a in sorted_addresses(state.addresses_of(link.name))],
+                peer_addresses=None)
+
+
+# --- namespaces --------------------------------------------------------------------
+
+class Namespaces(object):
+    """The namespaces a call names: which are the module's own, which exist, their fds.
+
+    Keys: None is the module's own namespace; a named namespace that happens to be
+    the module's own (a task run through the netns connection plugin) maps to None too,
+    so both spellings of one namespace compare equal.
+    """
+
+    def __init__(self, names):
+        self.own_fd = os.open(OWN_NS_PATH, os.O_RDONLY)
+        own = os.fstat(self.own_fd)
+        self.own_id = (own.st_dev, own.st_ino)
+        self.missing = set()
+        self._keys = {}
+        for name in set(names):
+            if name is None:
+                continue
+            if not namespace_exists(name):
+                self.missing.add(name)
+                self._keys[name] = name
+                continue
+            st = os.stat(namespace_path(name))
+            self._keys[name] = None if (st.st_dev, st.st_ino) == self.own_id else name
+
+    def key(self, name):
+        return None if name is None else self._keys.get(name, name)
+
+    @contextlib.contextmanager
+    def fd(self, key):
+        """An fd of namespace ``key`` (for IFLA_NET_NS_FD / RTM_GETNSID), closed after use."""
+        if key is None:
+            yield self.own_fd
+            return
+        fd = os.open(namespace_path(key), os.O_RDONLY)
+        try:
+            yield fd
+        finally:
+            os.close(fd)
+
+    def peer_fd(self, key, creator_key):
+        """The fd to put a new peer into namespace ``key``; None when it stays in the
+        creator's namespace."""
+        if key == creator_key:
+            return _nothing()
+        return self.fd(key)
+
+    def close(self):
+        os.close(self.own_fd)
+
+
+@contextlib.contextmanager
+def _nothing():
+    yield None
+
+
+# --- planning ----------------------------------------------------------------------
+
+class EndChange(object):
+    """What to do to one existing (or just created) end of a pair."""
+
+    def __init__(self, key, namespace, ifname, mtu=None, up=None, remove=(), add=(), created=False):
+        self.key = key
+        self.namespace = namespace
+        self.ifname = ifname
+        self.mtu = mtu
+        self.up = up
+        self.remove = list(remove)
+        self.add = list(add)
+        self.created = created
+
+    @property
+    def empty(self):
+        return self.mtu is None and self.up is None and not self.remove and not self.add
+
+    def commands(self):
+        commands = link_set_commands(self.namespace, self.ifname, mtu=self.mtu, up=self.up)
+        commands += [address_del_command(self.namespace, self.ifname, a) for a in self.remove]
+        commands += [address_add_command(self.namespace, self.ifname, a) for a in self.add]
+        return commands
+
+
+class PairPlan(object):
+    def __init__(self, spec, key, peer_key):
+        self.spec = spec
+        self.key = key
+        self.peer_key = peer_key
+        self.before = None
+        self.after = None
+        self.conflict = None
+        self.delete = []      # (key, namespace label, Link) to delete first
+        self.create = False
+        self.ends = []        # EndChange
+        self.commands = []
+
+    @property
+    def changed(self):
+        return bool(self.commands)
+
+    def lines(self):
+        return (pair_line(self.before) if self.before else None,
+                pair_line(self.after) if self.after else None)
+
+
+def veth_paired(link, peer_link, same_namespace, expected_netnsid):
+    """Whether ``link`` and ``peer_link`` are the two ends of one veth pair.
+
+    Each end's IFLA_LINK names the other's ifindex. Indexes are per namespace, so the
+    namespace is checked too: a peer in the same namespace carries no netnsid, a peer
+    elsewhere carries the id the peer's namespace has in ours (``expected_netnsid``).
+    """
+    if link is None or peer_link is None or not (link.is_veth and peer_link.is_veth):
+        return False
+    if link.peer_index != peer_link.index or peer_link.peer_index != link.index:
+        return False
+    if same_namespace:
+        return link.peer_netnsid is None
+    return link.peer_netnsid is not None and link.peer_netnsid == expected_netnsid
+
+
+def plan_pair(spec, key, peer_key, state, peer_state, netnsid, locate_peer=None):
+    """Compare one wanted pair with the namespaces' state; return a PairPlan.
+
+    ``state``/``peer_state`` are the NamespaceState of the two namespaces, ``netnsid``
+    the id of the peer namespace as seen from the first (None if unassigned or the
+    same). ``locate_peer(key, link)`` says where a veth's actual peer is, as
+    (ifname, namespace), for conflict messages.
+    """
+    plan = PairPlan(spec, key, peer_key)
+    link = state.link(spec.name)
+    peer_link = peer_state.link(spec.peer) if spec.peer is not None else None
+    if spec.state == 'absent':
+        return plan_absent(plan, link, state, peer_link, peer_state, netnsid)
+    if link is not None and veth_paired(link, peer_link, key == peer_key, netnsid):
+        return plan_update(plan, link, peer_link, state, peer_state)
+    if link is None and peer_link is None:
+        return plan_create(plan)
+    return plan_conflict(plan, link, peer_link, state, peer_state, locate_peer)
+
+
+def plan_conflict(plan, link, peer_link, state, peer_state, locate_peer):
+    """The name or the peer name is taken by something that is not this pair: fail,
+    or with recreate delete what is in the way and create the pair."""
+    spec = plan.spec
+    if link is not None:
+        found, found_key, found_namespace, found_state = link, plan.key, spec.namespace, state
+    else:
+        found, found_key, found_namespace, found_state = peer_link, plan.peer_key, spec.peer_namespace, peer_state
+    where = locate_peer(found_key, found) if found.is_veth and locate_peer is not None else None
+    plan.before = link_view(found, found_namespace, found_state)
+    if where:
+        plan.before['peer'], plan.before['peer_namespace'] = where
+    if not spec.recreate:
+        plan.conflict = describe_conflict(spec, link, found, where)
+        plan.after = plan.before
+        return plan
+    if link is not None:
+        plan.delete.append((plan.key, spec.namespace, link))
+        plan.commands.append(ip_command(spec.namespace, 'link', 'del', link.name))
+    if peer_link is not None:
+        plan.delete.append((plan.peer_key, spec.peer_namespace, peer_link))
+        plan.commands.append(ip_command(spec.peer_namespace, 'link', 'del', peer_link.name))
+    return plan_create(plan)
+
+
+def describe_conflict(spec, link, found, where):
+    """What is in the way, in words: ``found`` is ``link`` if the first end exists,
+    else the link holding the peer name; ``where`` its actual peer if it is a veth."""
+    name = end_label(spec.name, spec.namespace)
+    peer = end_label(spec.peer, spec.peer_namespace)
+    kind = found.kind or 'device without a link kind'
+    actual = end_label(*where) if where else 'an interface in another namespace'
+    if link is not None:
+        if not found.is_veth:
+            return '%s exists and is a %s, not a veth' % (name, kind)
+        return '%s exists but its peer is %s, not %s' % (name, actual, peer)
+    if not found.is_veth:
+        return '%s does not exist but the peer name %s is taken by a %s' % (name, peer, kind)
+    return '%s does not exist but %s is already a veth paired with %s' % (name, peer, actual)
+
+
+def plan_absent(plan, link, state, peer_link=None, peer_state=None, netnsid=None):
+    """Delete the first end if it is a veth (its peer goes with it); a link of another
+    kind under that name is not ours to delete."""
+    spec = plan.spec
+    if link is None:
+        return plan
+    if not link.is_veth:
+        plan.before = plan.after = link_view(link, spec.namespace, state)
+        plan.conflict = '%s is a %s, not a veth; refusing to delete it' % (
+            end_label(spec.name, spec.namespace), link.kind or 'device without a link kind')
+        return plan
+    if peer_state is not None and veth_paired(link, peer_link, plan.key == plan.peer_key, netnsid):
+        plan.before = pair_view(spec.name, spec.namespace, spec.peer, spec.peer_namespace, link.mtu,
+                                peer_link.mtu, link.up, peer_link.up, state.addresses_of(link.name),
+                                peer_state.addresses_of(peer_link.name))
+    else:
+        plan.before = link_view(link, spec.namespace, state)
+    plan.delete.append((plan.key, spec.namespace, link))
+    plan.commands.append(ip_command(spec.namespace, 'link', 'del', link.name))
+    return plan
+
+
+def plan_create(plan):
+    """Create the pair; the end in the creating namespace comes up with the creation
+    request itself, the other end is configured in its own namespace afterwards."""
+    spec = plan.spec
+    plan.create = True
+    plan.commands.append(create_command(plan))
+    mtu = spec.mtu if spec.mtu is not None else VETH_DEFAULT_MTU
+    addresses = spec.addresses or set()
+    peer_addresses = spec.peer_addresses or set()
+    local_is_peer = mirrored(plan)
+    for is_peer, key, namespace, ifname, addrs in (
+            (False, plan.key, spec.namespace, spec.name, addresses),
+            (True, plan.peer_key, spec.peer_namespace, spec.peer, peer_addresses)):
+        up = True if spec.up and is_peer != local_is_peer else None
+        end = EndChange(key, namespace, ifname, up=up, add=sorted_addresses(addrs), created=True)
+        if not end.empty:
+            plan.ends.append(end)
+            plan.commands.extend(end.commands())
+    plan.after = pair_view(spec.name, spec.namespace, spec.peer, spec.peer_namespace, mtu, mtu,
+                           spec.up, spec.up, addresses, peer_addresses)
+    return plan
+
+
+def create_command(plan):
+    """``ip link add`` as an operator would type it (mirrored like creator_of)."""
+    spec = plan.spec
+    local, remote = creator_of(plan)[1:3]
+    if mirrored(plan):
+        creator_ns, remote_ns = spec.peer_namespace, spec.namespace
+    else:
+        creator_ns, remote_ns = spec.namespace, spec.peer_namespace
+    mtu = ['mtu', spec.mtu] if spec.mtu is not None else []
+    args = ['link', 'add', local] + (['up'] if spec.up else []) + mtu
+    args += ['type', 'veth', 'peer', 'name', remote] + mtu
+    if plan.peer_key != plan.key:
+        args += ['netns', remote_ns]
+    return ip_command(creator_ns, *args)
+
+
+def plan_update(plan, link, peer_link, state, peer_state):
+    spec = plan.spec
+    current = state.addresses_of(link.name)
+    peer_current = peer_state.addresses_of(peer_link.name)
+    plan.before = pair_view(spec.name, spec.namespace, spec.peer, spec.peer_namespace, link.mtu,
+                            peer_link.mtu, link.up, peer_link.up, current, peer_current)
+    after = {}
+    for role, key, namespace, end_link, addrs, wanted in (
+            ('name', plan.key, spec.namespace, link, current, spec.addresses),
+            ('peer', plan.peer_key, spec.peer_namespace, peer_link, peer_current, spec.peer_addresses)):
+        remove, add = address_changes(addrs, wanted, spec.purge)
+        end = EndChange(key, namespace, end_link.name,
+                        mtu=spec.mtu if spec.mtu is not None and spec.mtu != end_link.mtu else None,
+                        up=spec.up if spec.up != end_link.up else None,
+                        remove=remove, add=add)
+        after[role] = ((end.mtu or end_link.mtu), spec.up, (set(addrs) - set(remove)) | set(add))
+        if not end.empty:
+            plan.ends.append(end)
+            plan.commands.extend(end.commands())
+    plan.after = pair_view(spec.name, spec.namespace, spec.peer, spec.peer_namespace,
+                           after['name'][0], after['peer'][0], after['name'][1], after['peer'][1],
+                           after['name'][2], after['peer'][2])
+    return plan
+
+
+# --- reading the kernel ------------------------------------------------------------
+
+class KernelState(object):
+    """Each namespace of the call read once: links, addresses, and the netnsids needed
+    to tell where a veth's peer lives."""
+
+    def __init__(self, namespaces):
+        self.namespaces = namespaces
+        self.states = {}
+        self.netnsids = {}
+
+    def read(self, specs):
+        keys = []
+        for spec in specs:
+            # An absent pair without a peer name only needs its first end's namespace.
+            wanted = [spec.namespace] if spec.peer is None else [spec.namespace, spec.peer_namespace]
+            for key in (self.namespaces.key(name) for name in wanted):
+                if key not in keys:
+                    keys.append(key)
+        roots = {}
+        for spec in specs:
+            roots.setdefault(self.namespaces.key(spec.namespace), []).append(spec)
+        for key in keys:
+            if key is not None and key in self.namespaces.missing:
+                self.states[key] = NamespaceState()
+                continue
+            with entered(key), RouteSocket() as rtnl:
+                state = read_namespace_state(rtnl)
+                self.states[key] = state
+                self._read_netnsids(rtnl, key, state, roots.get(key, ()))
+
+    def _read_netnsids(self, rtnl, key, state, specs):
+        """For every pair rooted here whose first end is a veth with a peer elsewhere:
+        the id of the requested peer namespace, as this namespace sees it."""
+        for spec in specs:
+            link = state.link(spec.name)
+            peer_key = self.namespaces.key(spec.peer_namespace)
+            if (spec.peer is None or link is None or not link.is_veth or link.peer_netnsid is None
+                    or peer_key == key or (key, peer_key) in self.netnsids
+                    or peer_key in self.namespaces.missing):
+                continue
+            with self.namespaces.fd(peer_key) as fd:
+                self.netnsids[(key, peer_key)] = netnsid_of(fd, rtnl)
+
+    def state(self, key):
+        return self.states.get(key) or NamespaceState()
+
+    def netnsid(self, key, peer_key):
+        return self.netnsids.get((key, peer_key))
+
+    def locate_peer(self, key, link):
+        """(ifname, namespace) of the actual peer of veth ``link`` in namespace ``key``.
+
+        Searches every named namespace for the one whose netnsid matches; only used
+        for conflict messages, so its cost does not matter.
+        """
+        if link.peer_netnsid is None:
+            peer = self.state(key).by_index.get(link.peer_index)
+            return (peer.name, key) if peer else None
+        candidates = [name for name in [None] + list_namespaces() if self.namespaces.key(name) != key]
+        with entered(key), RouteSocket() as rtnl:
+            matches = [name for name in candidates if self._has_netnsid(rtnl, name, link.peer_netnsid)]
+        if not matches:
+            return None
+        with entered(self.namespaces.key(matches[0])):
+            for peer in read_links():
+                if peer.index == link.peer_index:
+                    return peer.name, matches[0]
+        return None
+
+    def _has_netnsid(self, rtnl, name, nsid):
+        try:
+            with self.namespaces.fd(self.namespaces.key(name)) as fd:
+                return netnsid_of(fd, rtnl) == nsid
+        except OSError:
+            return False  # removed since it was listed
+
+
+def make_plans(specs, namespaces, kernel):
+    plans = []
+    for spec in specs:
+        key = namespaces.key(spec.namespace)
+        peer_key = namespaces.key(spec.peer_namespace)
+        plans.append(plan_pair(spec, key, peer_key, kernel.state(key), kernel.state(peer_key),
+                               kernel.netnsid(key, peer_key), kernel.locate_peer))
+    return plans
+
+
+# --- writing -----------------------------------------------------------------------
+
+def netlink_call(what, func, *args, **kwargs):
+    try:
+        return func(*args, **kwargs)
+    except NetlinkError as exc:
+        raise LinkOperationError('%s: %s' % (what, describe_netlink_error(exc)))
+
+
+def group_by(items, keyfunc):
+    groups = []
+    index = {}
+    for item in items:
+        key = keyfunc(item)
+        if key not in index:
+            index[key] = len(groups)
+            groups.append((key, []))
+        groups[index[key]][1].append(item)
+    return groups
+
+
+class Applier(object):
+    """Applies the plans: deletions, creations, then per-end changes, one netlink
+    session per namespace and phase. Everything created is registered for rollback."""
+
+    def __init__(self, namespaces, rollback):
+        self.namespaces = namespaces
+        self.created = []          # (creator key, local ifname)
+        self.added = []            # (key, ifname, address) on links that existed before
+        rollback.register('delete the addresses this call added', self._undo_addresses)
+        rollback.register('delete the veth pairs this call created', self._undo_pairs)
+
+    def apply(self, plans):
+        self._delete([item for plan in plans for item in plan.delete])
+        self._create([plan for plan in plans if plan.create])
+        self._configure([end for plan in plans for end in plan.ends])
+
+    def _delete(self, deletions):
+        for key, items in group_by(deletions, lambda item: item[0]):
+            with iproute(key) as ipr:
+                for dummy_key, namespace, link in items:
+                    netlink_call('deleting %s' % end_label(link.name, namespace),
+                                 delete_link, ipr, link.index)
+
+    def _create(self, plans):
+        for creator, items in group_by(plans, lambda plan: creator_of(plan)[0]):
+            with iproute(creator) as ipr:
+                for plan in items:
+                    local, remote, remote_key = creator_of(plan)[1:]
+                    with self.namespaces.peer_fd(remote_key, creator) as fd:
+                        netlink_call('creating %s <-> %s' % (
+                            end_label(plan.spec.name, plan.spec.namespace),
+                            end_label(plan.spec.peer, plan.spec.peer_namespace)),
+                            create_veth, ipr, local, remote, fd, plan.spec.mtu, plan.spec.up)
+                    self.created.append((creator, local))
+
+    def _configure(self, ends):
+        for key, items in group_by(ends, lambda end: end.key):
+            with iproute(key) as ipr:
+                indexes = dict((link.name, link.index) for link in read_links())
+                for end in items:
+                    label = end_label(end.ifname, end.namespace)
+                    index = indexes.get(end.ifname)
+                    if index is None:
+                        raise LinkOperationError('%s vanished while it was being configured' % label)
+                    netlink_call('setting %s' % label, set_link, ipr, index, up=end.up, mtu=end.mtu)
+                    for address in end.remove:
+                        netlink_call('deleting %s from %s' % (address, label), delete_address, ipr, index, address)
+                    for address in end.add:
+                        netlink_call('adding %s to %s' % (address, label), add_address, ipr, index, address)
+                        if not end.created:
+                            self.added.append((key, end.ifname, address))
+
+    def _undo_pairs(self):
+        for key, items in group_by(self.created, lambda item: item[0]):
+            with iproute(key) as ipr:
+                indexes = dict((link.name, link.index) for link in read_links())
+                for dummy_key, ifname in items:
+                    if ifname in indexes:
+                        delete_link(ipr, indexes[ifname])
+
+    def _undo_addresses(self):
+        for key, items in group_by(self.added, lambda item: item[0]):
+            with iproute(key) as ipr:
+                indexes = dict((link.name, link.index) for link in read_links())
+                for dummy_key, ifname, address in items:
+                    if ifname in indexes:
+                        try:
+                            delete_address(ipr, indexes[ifname], address)
+                        except NetlinkError:
+                            pass  # already gone: nothing left to undo
+
+
+def mirrored(plan):
+    """Whether the pair is created from the peer's namespace: ``netns`` in a creation
+    request can name any namespace except the module's own, so a pair whose only
+    local end is the peer is created from here, as an operator would too."""
+    return plan.peer_key is None and plan.key is not None
+
+
+def creator_of(plan):
+    """(creator key, local name, remote name, remote key) for creating a pair: in the
+    first end's namespace with the peer placed directly in the peer namespace
+    (IFLA_NET_NS_FD), or the mirror image (see ``mirrored``)."""
+    if mirrored(plan):
+        return None, plan.spec.peer, plan.spec.name, plan.key
+    return plan.key, plan.spec.name, plan.spec.peer, plan.peer_key
+
+
+# --- module ------------------------------------------------------------------------
+
+def pair_result(plan):
+    spec = plan.spec
+    return dict(name=spec.name, peer=spec.peer, namespace=spec.namespace, peer_namespace=spec.peer_namespace,
+                state=spec.state, changed=plan.changed, before=plan.before, after=plan.after)
+
+
+def build_report(plans):
+    report = Report()
+    for plan in plans:
+        before, after = plan.lines()
+        report.record(before, after, plan.commands)
+    return report
+
+
+def check_namespaces(module, specs, namespaces):
+    """A missing namespace fails a present pair, except in check mode (an earlier task
+    that check mode skipped may create it); an absent pair in a missing namespace is
+    already absent."""
+    for spec in specs:
+        if spec.state != 'present':
+            continue
+        for field, name in (('namespace', spec.namespace), ('peer_namespace', spec.peer_namespace)):
+            if name is None or name not in namespaces.missing:
+                continue
+            if not module.check_mode:
+                raise ValidationError(spec.field + field, name, 'network namespace %s does not exist '
+                                      '(create it first, e.g. with linuxnet.netns.netns)' % name)
+            module.warn('%s%s: namespace %s does not exist; check mode assumes it will be created '
+                        'before this task runs' % (spec.field, field, name))
+
+
+def conflict_message(plans):
+    conflicts = ['%sname: %s' % (plan.spec.field, plan.conflict) for plan in plans if plan.conflict]
+    msg = '; '.join(conflicts) + '; nothing was changed'
+    if any(plan.spec.state == 'present' for plan in plans if plan.conflict):
+        msg += ' (recreate: true deletes the conflicting links and creates the pair anew)'
+    return conflicts, msg
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=argument_spec(),
+        mutually_exclusive=[('pairs', 'name'), ('pairs', 'peer'), ('pairs', 'addresses'),
+                            ('pairs', 'peer_addresses')],
+        required_one_of=[('pairs', 'name')],
+        supports_check_mode=True,
+    )
+    module.run_command_environ_update = COMMAND_ENVIRON
+    require_pyroute2(module)
+
+    specs, errors = validate_pairs(module.params)
+    if errors:
+        fail_from_exception(module, errors[0], errors=[str(e) for e in errors])
+
+    rollback = None
+    namespaces = None
+    try:
+        namespaces = Namespaces([s.namespace for s in specs] + [s.peer_namespace for s in specs])
+        check_namespaces(module, specs, namespaces)
+        kernel = KernelState(namespaces)
+        kernel.read(specs)
+        plans = make_plans(specs, namespaces, kernel)
+        if any(plan.conflict for plan in plans):
+            conflicts, msg = conflict_message(plans)
+            module.fail_json(msg=msg, conflicts=conflicts, pairs=[pair_result(p) for p in plans])
+        report = build_report(plans)
+        if not module.check_mode and report.changed:
+            rollback = Rollback()
+            Applier(namespaces, rollback).apply(plans)
+    except Exception as exc:
+        fail_from_exception(module, exc, rollback)
+    finally:
+        if namespaces is not None:
+            namespaces.close()
+    module.exit_json(**report.result(module, 'veth pairs', pairs=[pair_result(p) for p in plans]))
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,182 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""sysctl_forward against real namespaces: a setting stays in its namespace (not in
+another, not in the root), idempotence, check mode (snapshots), diff, the kernel's
+propagation of global writes, per-interface values, drift, the persist file, several
+namespaces in one call, and bad input that changes nothing."""
+import pytest
+
+from tests.support import harness
+
+# Carries this run's prefix, so a namespace created by mistake shows in snapshot_own.
+MISSING_NS = harness.PREFIX + 'missing'
+
+
+def build_lab(ns):
+    """veth va/vb, both ends inside ``ns``."""
+    harness.sh(['ip', '-n', ns, 'link', 'add', 'va', 'type', 'veth', 'peer', 'name', 'vb'])
+    return ns
+
+
+@pytest.fixture
+def lab(netns):
+    return build_lab(netns('sc'))
+
+
+def value(ns, key):
+    """A sysctl read inside ns with the real sysctl tool (not our code)."""
+    return int(harness.nsexec(ns, ['sysctl', '-n', key]).strip())
+
+
+def forward(**args):
+    return harness.run_module('sysctl_forward', args)
+
+
+def assert_ok(result, changed):
+    assert not result.get('failed'), result.get('msg')
+    assert result['changed'] is changed, result
+
+
+def test_ipv4_forward_check_mode_diff_idempotence(lab):
+    assert value(lab, 'net.ipv4.ip_forward') == 0
+    before = harness.snapshot_own([lab])
+    predicted = harness.run_module('sysctl_forward', {'namespace': lab, 'ipv4': True}, check=True, diff=True)
+    assert_ok(predicted, True)
+    assert harness.snapshot_own([lab]) == before
+    assert predicted['before'] == {lab: {'net.ipv4.ip_forward': 0}}
+    assert predicted['after'] == {lab: {'net.ipv4.ip_forward': 1}}
+    assert predicted['diff']['before'] == '%s: net.ipv4.ip_forward = 0\n' % lab
+    assert predicted['diff']['after'] == '%s: net.ipv4.ip_forward = 1\n' % lab
+    assert predicted['commands'] == ['ip netns exec %s sysctl -w net.ipv4.ip_forward=1' % lab]
+
+    result = forward(namespace=lab, ipv4=True)
+    assert_ok(result, True)
+    assert result['after'] == predicted['after']
+    assert value(lab, 'net.ipv4.ip_forward') == 1
+    assert harness.sysctls(lab)['net/ipv4/ip_forward'] == '1'
+
+    again = forward(namespace=lab, ipv4=True)
+    assert_ok(again, False)
+    assert again['commands'] == [] and again['before'] == again['after'] == {lab: {'net.ipv4.ip_forward': 1}}
+
+    off = forward(namespace=lab, ipv4=False)
+    assert_ok(off, True)
+    assert value(lab, 'net.ipv4.ip_forward') == 0
+
+
+def test_setting_stays_in_its_namespace(netns):
+    first, second = build_lab(netns('sc')), build_lab(netns('sc'))
+    root_before = harness.sysctls(None)
+    second_before = harness.sysctls(second)
+    assert_ok(forward(namespace=first, ipv4=True, ipv6=True), True)
+    assert harness.sysctls(first) == {'net/ipv4/ip_forward': '1', 'net/ipv6/conf/all/forwarding': '1',
+                                      'net/ipv6/conf/default/forwarding': '1'}
+    assert harness.sysctls(second) == second_before
+    assert harness.sysctls(None) == root_before
+    assert value(second, 'net.ipv4.conf.va.forwarding') == 0
+
+
+def test_global_write_propagates_and_interface_values_are_applied_after(lab):
+    args = {'namespace': lab, 'ipv4': True, 'ipv6': True, 'ipv6_default': False,
+            'interfaces': [{'name': 'va', 'ipv4': False}, {'name': 'vb', 'ipv6': False}]}
+    predicted = harness.run_module('sysctl_forward', args, check=True)
+    result = forward(**args)
+    assert_ok(result, True)
+    assert result['after'] == predicted['after'] == {lab: {
+        'net.ipv4.ip_forward': 1, 'net.ipv6.conf.all.forwarding': 1, 'net.ipv6.conf.default.forwarding': 0,
+        'net.ipv4.conf.va.forwarding': 0, 'net.ipv6.conf.vb.forwarding': 0}}
+    # read back with sysctl(8): the kernel turned vb/ipv4 and va/ipv6 on with the global writes
+    assert value(lab, 'net.ipv4.conf.va.forwarding') == 0
+    assert value(lab, 'net.ipv4.conf.vb.forwarding') == 1
+    assert value(lab, 'net.ipv6.conf.va.forwarding') == 1
+    assert value(lab, 'net.ipv6.conf.vb.forwarding') == 0
+    assert value(lab, 'net.ipv6.conf.default.forwarding') == 0
+    assert_ok(forward(**args), False)
+
+
+def test_drift_is_repaired(lab):
+    args = {'namespace': lab, 'ipv6': True, 'interfaces': [{'name': 'va', 'ipv4': True}]}
+    assert_ok(forward(**args), True)
+    harness.nsexec(lab, ['sysctl', '-q', '-w', 'net.ipv4.conf.va.forwarding=0'])
+    repaired = forward(**args)
+    assert_ok(repaired, True)
+    assert repaired['commands'] == ['ip netns exec %s sysctl -w net.ipv4.conf.va.forwarding=1' % lab]
+    assert value(lab, 'net.ipv4.conf.va.forwarding') == 1
+
+
+def test_persist_file(lab, tmp_path):
+    path = tmp_path / '90-forward.conf'
+    args = {'namespace': lab, 'ipv4': True, 'interfaces': [{'name': 'va', 'ipv6': False}], 'persist': str(path)}
+    predicted = harness.run_module('sysctl_forward', args, check=True, diff=True)
+    assert_ok(predicted, True)
+    assert not path.exists()
+    assert predicted['files_changed'] == [str(path)]
+    file_diff = predicted['diff'][1]
+    assert file_diff['before_header'] == str(path) and file_diff['before'] == ''
+    assert file_diff['after'].endswith('net.ipv4.ip_forward = 1\nnet.ipv6.conf.va.forwarding = 0\n')
+    assert 'namespace %s' % lab in file_diff['after'] and 'record only' in file_diff['after']
+
+    result = harness.run_module('sysctl_forward', args, diff=True)
+    assert_ok(result, True)
+    assert path.read_text() == file_diff['after']
+    assert result['diff'] == predicted['diff']
+
+    again = harness.run_module('sysctl_forward', args, diff=True)
+    assert_ok(again, False)
+    assert again['files_changed'] == []
+    assert isinstance(again['diff'], dict)  # only the sysctl diff: the file does not move
+
+    # Only the file differs (edited by hand): the file is rewritten, the sysctls are left alone.
+    path.write_text('net.ipv4.ip_forward = 0\n')
+    fixed = harness.run_module('sysctl_forward', args, diff=True)
+    assert_ok(fixed, True)
+    assert fixed['commands'] == [] and fixed['files_changed'] == [str(path)]
+    assert fixed['diff'][1]['before'] == 'net.ipv4.ip_forward = 0\n'
+    assert path.read_text() == file_diff['after']
+
+
+def test_own_namespace_when_namespace_is_not_given(lab, tmp_path):
+    """As through the connection plugin: the module runs inside the namespace it manages."""
+    python = harness.python_in_namespace(lab, tmp_path)
+    result = harness.run_module('sysctl_forward', {'ipv6': True}, python=python)
+    assert_ok(result, True)
+    assert result['after'] == {'': {'net.ipv6.conf.all.forwarding': 1}}
+    assert result['commands'] == ['sysctl -w net.ipv6.conf.all.forwarding=1']
+    assert value(lab, 'net.ipv6.conf.all.forwarding') == 1
+    assert_ok(harness.run_module('sysctl_forward', {'ipv6': True}, python=python), False)
+
+
+def test_list_form_spans_namespaces(netns):
+    first, second = build_lab(netns('sc')), build_lab(netns('sc'))
+    settings = [{'namespace': first, 'ipv4': True}, {'namespace': second, 'ipv6': True}]
+    result = forward(settings=settings)
+    assert_ok(result, True)
+    assert result['after'] == {first: {'net.ipv4.ip_forward': 1}, second: {'net.ipv6.conf.all.forwarding': 1}}
+    assert value(first, 'net.ipv6.conf.all.forwarding') == 0 and value(second, 'net.ipv4.ip_forward') == 0
+    assert_ok(forward(settings=settings), False)
+    # top-level namespace is the default for items
+    defaulted = forward(namespace=second, settings=[{'ipv4': True}])
+    assert_ok(defaulted, True)
+    assert value(second, 'net.ipv4.ip_forward') == 1
+
+
+BAD_INPUT = [
+    ({'interfaces': [{'name': 'nope0', 'ipv4': True}]}, 'settings[1].interfaces[0].name',
+     'interface nope0 does not exist in namespace {ns}'),
+    ({'interfaces': [{'name': 'all', 'ipv4': True}]}, 'settings[1].interfaces[0].name', 'not an interface'),
+    ({'namespace': MISSING_NS, 'ipv4': True}, 'settings[1].namespace', MISSING_NS + ' does not exist'),
+    ({'ipv4': True, 'persist': 'relative.conf'}, 'settings[1].persist', 'must be an absolute path'),
+    ({}, 'settings[1].ipv4', 'nothing to set'),
+]
+
+
+@pytest.mark.parametrize('bad,field,message', BAD_INPUT, ids=['%d:%s' % (index, case[1]) for index, case in enumerate(BAD_INPUT)])
+def test_bad_input_fails_naming_the_field_and_changes_nothing(netns, bad, field, message):
+    good_ns, bad_ns = build_lab(netns('sc')), build_lab(netns('sc'))
+    bad = dict(bad)
+    bad.setdefault('namespace', bad_ns)
+    before = harness.snapshot_own([good_ns, bad_ns])
+    result = forward(settings=[{'namespace': good_ns, 'ipv4': True}, bad])
+    assert result.get('failed') and result['_rc'] != 0
+    assert result['field'] == field
+    assert field in result['msg'] and message.format(ns=bad_ns) in result['msg']
+    assert harness.snapshot_own([good_ns, bad_ns]) == before
