@@ -204,7 +204,7 @@ def legacy_tables_exist(runner, family):
 def choose_view(views, family):
     """The flavour our rules of ``family`` go to: where they already are, else where the
     namespace's other rules are (legacy), else iptables-nft (or the plain tools)."""
-    candidates = [view for key, view in sorted(views.items(), key=_view_order) if key[0] == family]
+    candidates = [view for key, view in sorted(views.items(), key=view_order) if key[0] == family]
     if not candidates:
         return None
     for view in candidates:
@@ -219,7 +219,7 @@ def choose_view(views, family):
     return candidates[0]
 
 
-def _view_order(item):
+def view_order(item):
     family, variant = item[0]
     return (family, {'nft': 0, None: 1, 'legacy': 2}[variant])
 

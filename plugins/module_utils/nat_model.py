@@ -48,8 +48,9 @@ FORWARD_POLICIES = ('accept', 'drop')
 
 TAG_PREFIX = 'lnt:'
 JUMP_TAG = 'lnt:jump'
-# nft limits a rule comment to 128 bytes; a tag never gets close (see rule_id).
+# nft limits a rule comment to 128 bytes: 'lnt:' + id + ' ' + 8 hex digits must fit.
 MAX_TAG_LENGTH = 128
+MAX_ID_LENGTH = MAX_TAG_LENGTH - len('lnt:') - 9
 
 # The four hooks our rules live in, as backend-neutral roles.
 CHAIN_ROLES = ('prerouting', 'output', 'postrouting', 'forward')
@@ -143,7 +144,12 @@ def rule_id(rule, family):
     else:
         bound = rule.destination if rule.destination is not None else 'local-%s' % family_name(family)
         parts = ['dnat', 'p=%s' % rule.protocol, 'd=%s' % bound, 'port=%s' % _port_text(rule.port)]
-    return ','.join(parts)
+    text = ','.join(parts)
+    if len(text) > MAX_ID_LENGTH:
+        # Only a source NAT with long IPv6 networks and interface names gets here (a DNAT
+        # id is at most ~70 bytes and stays readable, its cleanup parses it back).
+        return '%s,h=%s' % (parts[0], hashlib.sha1(text.encode('utf-8')).hexdigest()[:16])
+    return text
 
 
 DnatKey = namedtuple('DnatKey', 'family protocol destination ports')

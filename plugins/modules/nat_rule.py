@@ -521,7 +521,7 @@ def plan_namespace(plan, rules, params, warnings):
             warnings.append('namespace %s: the nft chain %s drops forwarded packets by policy; accepts of '
                             'ours cannot override it' % (plan.namespace or '(own)', where))
     # Policies show in the diff only when they change.
-    plan.before.extend(policy[0] for tx in plan.transactions for policy in tx.policies)
+    plan.before.extend(change[0] for tx in plan.transactions for change in tx.policies)
 
 
 def _plan_iptables(plan, mine, rules, params, policy):
@@ -562,7 +562,7 @@ def _mirror_forward(plan, mine, rules, params, policy):
     where it no longer can): an accept in our nft table alone would not let packets through."""
     transactions = []
     wanted = iptables_entries(mine, roles=('forward',))
-    for (family, variant), view in sorted(plan.views.items(), key=ipt._view_order):
+    for (family, variant), view in sorted(plan.views.items(), key=ipt.view_order):
         filter_table = view.table('filter')
         view_policy = None
         if policy == 'accept' and 'FORWARD' in filter_table['chains'] and view.policy() != 'ACCEPT':

@@ -568,6 +568,8 @@ def test_bad_input_fails_clearly_and_changes_nothing(netns):
     assert len(result['errors']) == len(BAD_RULES)
     single = nat(dict(BAD_RULES[0][0], namespace=ns), ok=False)
     assert single.get('failed') and single['msg'].startswith('invalid input: port=0'), single
+    kindless = nat(dict(namespace=ns, source=INNER_NET, out_interface='eth0'), ok=False)
+    assert kindless.get('failed') and 'kind' in kindless['msg'], kindless
     unknown = nat(dict(namespace=ns, kind='dnat', protocol='icmp', port=1, to_address=MYSPACE), ok=False)
     assert unknown.get('failed') and 'protocol' in unknown['msg'], unknown
     missing = nat(dict(namespace=ns + 'x', kind='masquerade', source=INNER_NET, out_interface='eth0'), ok=False)

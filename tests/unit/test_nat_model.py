@@ -135,10 +135,19 @@ class TestRuleIds:
         assert m.parse_dnat_id('dnat,p=tcp,d=nonsense,port=1') is None
 
     def test_longest_tags_fit_nft_comments(self):
-        v6 = 'ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff'
-        r = rule(kind='masquerade', source=v6 + '/128', destination=v6 + '/128', out_interface='x' * 15)
-        tag = m.make_tag(r.rule_ids()[0], 'text')
-        assert len(tag) <= m.MAX_TAG_LENGTH
+        v6 = 'fd12:3456:789a:bcde:f012:3456:789a:bcde'
+        masq = rule(kind='masquerade', source=v6 + '/128', destination=v6 + '/128', out_interface='x' * 15)
+        assert masq.rule_ids()[0].startswith('masq,s=fd12:')
+        snat = rule(kind='snat', source=v6 + '/128', destination=v6 + '/128', out_interface='x' * 15,
+                    to_source='fd45::1')
+        [long_id] = snat.rule_ids()
+        assert long_id.startswith('snat,h=') and long_id == rule(**dict(
+            kind='snat', source=v6 + '/128', destination=v6 + '/128', out_interface='x' * 15,
+            to_source='fd45::2')).rule_ids()[0], 'still stable and still ignoring the target'
+        dnat = rule(kind='dnat', protocol='sctp', port='65534-65535', destination=v6, to_address='fd45::3')
+        assert m.parse_dnat_id(dnat.rule_ids()[0]).ports == (65534, 65535)
+        for r in (masq, snat, dnat):
+            assert len(m.make_tag(r.rule_ids()[0], 'text')) <= m.MAX_TAG_LENGTH
 
 
 # --- lines and rendering -----------------------------------------------------------------------------

@@ -1,0 +1,218 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The netns_nat role run for real: ansible-playbook against hosts that are namespaces
+(the linuxnet.netns.netns connection plugin), a small lab of uniquely named namespaces
+to run it on, and the outcome read back per host and per task from the default
+callback's output. Used by the reliability and security tests."""
+import json
+import os
+import re
+import subprocess
+import sys
+
+from tests.support import harness
+from tests.support.paths import COLLECTIONS_ROOT, REPO_ROOT, ensure_collection_link
+
+PLAYBOOKS = os.path.join(REPO_ROOT, 'tests', 'integration', 'playbooks')
+ROLE_PLAYBOOK = os.path.join(PLAYBOOKS, 'reliability_role.yml')
+ROLE_PREFIX = 'linuxnet.netns.netns_nat : '
+RECORD_DIR = '/run/linuxnet-netns'
+
+_TASK_RE = re.compile(r'^TASK \[(.*)\] \*+$')
+_STATUS_RE = re.compile(r'^(ok|changed|skipping|fatal|failed): \[([^\]]+)\](.*)$')
+_RECAP_RE = r'^%s\s*:\s*(.*)$'
+
+
+def ansible_playbook_path():
+    candidate = os.path.join(REPO_ROOT, '.venv', 'bin', 'ansible-playbook')
+    if os.path.exists(candidate):
+        return candidate
+    return os.path.join(os.path.dirname(sys.executable), 'ansible-playbook')
+
+
+def module_interpreter():
+    return harness.MODULE_PYTHON or sys.executable
+
+
+def write_inventory(path, hosts, common=None):
+    """hosts: inventory name -> host vars (ansible_netns_name at least); common: vars of all."""
+    group_vars = {'ansible_connection': 'linuxnet.netns.netns',
+                  'ansible_python_interpreter': module_interpreter(),
+                  'netns_nat_install_packages': False}
+    group_vars.update(common or {})
+    with open(str(path), 'w') as handle:
+        json.dump({'all': {'hosts': hosts, 'vars': group_vars}}, handle)  # JSON is YAML
+    return str(path)
+
+
+def playbook_env(workdir, extra=None):
+    ensure_collection_link()
+    env = dict(harness.ENV)
+    env.pop('ANSIBLE_CONFIG', None)  # isolated from the repository's ansible.cfg
+    env.update(LC_ALL='C.UTF-8', ANSIBLE_COLLECTIONS_PATH=COLLECTIONS_ROOT, ANSIBLE_NOCOLOR='1',
+               ANSIBLE_FORCE_COLOR='0', ANSIBLE_RETRY_FILES_ENABLED='0', ANSIBLE_CALLBACK_RESULT_FORMAT='json',
+               ANSIBLE_LOCAL_TEMP=os.path.join(str(workdir), 'ansible-local'), ANSIBLE_FORKS='20')
+    env.update(extra or {})
+    return env
+
+
+def playbook_argv(inventory, extra_vars_file=None, check=False, extra_vars=None, playbook=ROLE_PLAYBOOK):
+    argv = [ansible_playbook_path(), '-i', str(inventory), playbook]
+    if extra_vars_file:
+        argv += ['-e', '@%s' % extra_vars_file]
+    if extra_vars:
+        argv += ['-e', json.dumps(extra_vars)]
+    if check:
+        argv.append('--check')
+    return argv
+
+
+class PlaybookRun(object):
+    """The outcome of one ansible-playbook run, parsed from its default output."""
+
+    def __init__(self, argv, returncode, stdout, stderr):
+        self.argv = argv
+        self.rc = returncode
+        self.stdout = stdout
+        self.stderr = stderr
+        self.events = []  # (task, host, status, result dict or None)
+        task = None
+        for line in stdout.splitlines():
+            match = _TASK_RE.match(line)
+            if match:
+                task = match.group(1)
+                if task.startswith(ROLE_PREFIX):
+                    task = task[len(ROLE_PREFIX):]
+                continue
+            match = _STATUS_RE.match(line)
+            if match and task is not None:
+                status, host, rest = match.groups()
+                result = None
+                if '=> {' in rest:
+                    try:
+                        result = json.loads(rest[rest.index('=> {') + 3:])
+                    except ValueError:
+                        result = None
+                self.events.append((task, host, 'failed' if status == 'fatal' else status, result))
+
+    @property
+    def output(self):
+        return 'argv: %s\nrc: %d\n%s\n%s' % (' '.join(self.argv), self.rc, self.stdout, self.stderr)
+
+    def recap(self, host):
+        match = re.search(_RECAP_RE % re.escape(host), self.stdout, re.MULTILINE)
+        assert match, 'no recap line for %s in:\n%s' % (host, self.output)
+        return dict((key, int(value)) for key, value in re.findall(r'(\w+)=(\d+)', match.group(1)))
+
+    def changed_tasks(self, host):
+        return [task for task, name, status, dummy in self.events if name == host and status == 'changed']
+
+    def failure(self, host):
+        """The result of the task that failed for ``host`` (None if none did)."""
+        for task, name, status, result in self.events:
+            if name == host and status == 'failed':
+                return dict(result or {}, _task=task)
+        return None
+
+
+def run_playbook(inventory, workdir, extra_vars_file=None, check=False, extra_vars=None, env=None, timeout=600,
+                 playbook=ROLE_PLAYBOOK):
+    argv = playbook_argv(inventory, extra_vars_file, check, extra_vars, playbook)
+    proc = subprocess.run(argv, cwd=str(workdir), env=playbook_env(workdir, env), capture_output=True, text=True,
+                          timeout=timeout, check=False)
+    return PlaybookRun(argv, proc.returncode, proc.stdout, proc.stderr)
+
+
+def start_playbook(inventory, workdir, extra_vars_file=None, env=None, stdout_path=None):
+    """The same as run_playbook, started in the background: (Popen, argv); output goes
+    to ``stdout_path`` so that two runs at once cannot block on full pipes."""
+    argv = playbook_argv(inventory, extra_vars_file)
+    handle = open(stdout_path, 'w')
+    proc = subprocess.Popen(argv, cwd=str(workdir), env=playbook_env(workdir, env), stdout=handle,
+                            stderr=subprocess.STDOUT, text=True)
+    proc.output_handle = handle
+    return proc, argv
+
+
+def finish_playbook(proc, argv, stdout_path, timeout=600):
+    proc.wait(timeout=timeout)
+    proc.output_handle.close()
+    with open(stdout_path) as handle:
+        text = handle.read()
+    return PlaybookRun(argv, proc.returncode, text, '')
+
+
+def normalized(snapshot):
+    """A snapshot without what the kernel picks anew when an object is recreated (a veth's
+    MAC address and the IPv6 link-local address derived from it): what a repaired
+    topology must match exactly is everything else."""
+    result = {}
+    for key, value in snapshot.items():
+        if not isinstance(value, dict) or 'links' not in value:
+            result[key] = value
+            continue
+        state = dict(value)
+        state['links'] = dict((name, dict((k, v) for k, v in link.items() if k not in ('address', 'permaddr')))
+                              for name, link in value['links'].items())
+        state['addresses'] = dict((name, [a for a in addrs if not a.startswith('fe80:')])
+                                  for name, addrs in value['addresses'].items())
+        result[key] = state
+    return result
+
+
+class RoleLab(object):
+    """host (the role's target, reached through the connection plugin) with an egress
+    eth0 wired to outside's eth0 (the article's host1 and host2, 192.168.1.0/24),
+    plus the inner namespaces the role makes; every name unique, all removed by close()."""
+
+    HOST_ADDRESS = '192.168.1.32'
+    OUTSIDE_ADDRESS = '192.168.1.15'
+
+    def __init__(self, workdir, tag='r'):
+        self.workdir = str(workdir)
+        self.made = []
+        self.host = self._namespace(tag + 'h')
+        self.outside = self._namespace(tag + 'o')
+        harness.sh(['ip', '-n', self.host, 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 'eth0',
+                    'netns', self.outside])
+        for ns, address in ((self.host, self.HOST_ADDRESS), (self.outside, self.OUTSIDE_ADDRESS)):
+            harness.sh(['ip', '-n', ns, 'addr', 'add', address + '/24', 'dev', 'eth0'])
+            harness.sh(['ip', '-n', ns, 'link', 'set', 'eth0', 'up'])
+        self.inner = []
+        self.inventory = write_inventory(os.path.join(self.workdir, 'inventory.json'),
+                                         {'target': {'ansible_netns_name': self.host}})
+        self.record = os.path.join(RECORD_DIR, 'netns_nat-forwarding-%d.json'
+                                   % os.stat('/run/netns/' + self.host).st_ino)
+
+    def _namespace(self, tag):
+        name = harness.unique_name(tag)
+        self.made.append(name)
+        harness.sh(['ip', 'netns', 'add', name])
+        harness.sh(['ip', '-n', name, 'link', 'set', 'lo', 'up'])
+        return name
+
+    def inner_name(self, tag):
+        """A unique name for a namespace the role will create (removed by close())."""
+        name = harness.unique_name(tag)
+        self.inner.append(name)
+        return name
+
+    def write_vars(self, variables, name='vars.json'):
+        path = os.path.join(self.workdir, name)
+        with open(path, 'w') as handle:
+            json.dump(variables, handle)
+        return path
+
+    def run(self, variables, check=False, state=None, env=None):
+        extra = {'netns_nat_state': state} if state else None
+        return run_playbook(self.inventory, self.workdir, self.write_vars(variables), check=check, extra_vars=extra,
+                            env=env)
+
+    def snapshot(self):
+        return harness.snapshot_own([self.host, self.outside] + self.inner)
+
+    def close(self):
+        for name in self.inner + self.made:
+            harness.delete_netns(name)
+        # The record is named after the host namespace's inode, which a later namespace may reuse.
+        if os.path.exists(self.record):
+            os.unlink(self.record)
