@@ -82,6 +82,7 @@ test: deps
 lab: deps
 	ansible-playbook -i inventory/lab.yml lab/up.yml
 	ansible-playbook -i inventory/lab.yml site.yml
+	@echo "The lab is up (docs/lab.md). Run 'make lab' again: changed=0. 'make lab-down' removes it."
 
 lab-down: deps
 	ansible-playbook -i inventory/lab.yml lab/down.yml

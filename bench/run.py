@@ -546,10 +546,6 @@ def figures(samples, suffix=''):
         row = dict((phase, median(role.get(phase + suffix, []))) for phase in PHASES)
         row['shell'] = median(samples.get('shell', {}).get(n, {}).get('build' + suffix, []))
         row['builtin'] = median(samples.get('builtin', {}).get(n, {}).get('build' + suffix, []))
-        row['runs'] = dict((k, len(v)) for k, v in
-                           (('role', role.get('converge', [])),
-                            ('shell', samples.get('shell', {}).get(n, {}).get('build', [])),
-                            ('builtin', samples.get('builtin', {}).get(n, {}).get('build', []))))
         out[n] = row
     return out
 
@@ -614,7 +610,8 @@ def task_breakdown(bench, n, phase):
 
 def render(bench, options, status):
     wall, cpu = figures(bench.samples), figures(bench.samples, '_cpu')
-    runs = sorted(set(r for f in wall.values() for r in f['runs'].values() if r))
+    runs = sorted(set(len(values) for variant in bench.samples.values() for metrics in variant.values()
+                      for values in metrics.values()))
     loads = bench.loads
     lines = ['# linuxnet.netns benchmark', '',
              '`%s`' % ' '.join(['bench/run.py'] + options.argv), '',
@@ -745,6 +742,8 @@ def measure(bench, options):
 def main():
     options = parse_args(sys.argv[1:])
     isolate()
+    # Also when started from a script that ignores SIGINT (background jobs do).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, raise_on_signal)
     signal.signal(signal.SIGHUP, raise_on_signal)
     before = root_snapshot()
@@ -758,6 +757,9 @@ def main():
     except KeyboardInterrupt:
         bench.say('interrupted')
         status = 130
+    except SystemExit as exc:
+        bench.say('stopped by a signal')
+        status = exc.code if isinstance(exc.code, int) else 1
     finally:
         removed = lab.cleanup(settle=False)
         if removed:

@@ -157,11 +157,10 @@ def stop(args):
         print('not running')
         return 0
     os.kill(pid, signal.SIGTERM)
-    for _ in range(50):
-        if not os.path.exists('/proc/%d' % pid):
-            break
+    deadline = time.time() + 5
+    while os.path.exists('/proc/%d' % pid) and time.time() < deadline:
         time.sleep(0.1)
-    else:
+    if os.path.exists('/proc/%d' % pid):
         os.kill(pid, signal.SIGKILL)
     try:
         os.unlink(args.pidfile)
@@ -173,7 +172,7 @@ def stop(args):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser = argparse.ArgumentParser(description=__doc__.split('\n', maxsplit=1)[0])
     parser.add_argument('action', choices=['start', 'stop'])
     parser.add_argument('--pidfile', required=True)
     parser.add_argument('--netns', help='network namespace to serve in (name under /run/netns)')

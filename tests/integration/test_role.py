@@ -124,7 +124,18 @@ def hosts(netns):
                             '-j', 'MASQUERADE'])
     for ns in (a, b):
         wait_for_carrier(ns, 'eth0')
-    return a, b
+    yield a, b
+    for ns in (a, b):
+        remove_forwarding_record(ns)
+
+
+def remove_forwarding_record(ns):
+    """The role's record that it turned forwarding on in ``ns`` (named after the namespace's
+    inode, which a later namespace may get again once ``ns`` is deleted)."""
+    try:
+        os.unlink('/run/linuxnet-netns/netns_nat-forwarding-%d.json' % os.stat('/run/netns/' + ns).st_ino)
+    except OSError:
+        pass
 
 
 def wait_for_carrier(ns, ifname, timeout=5.0):
@@ -172,7 +183,7 @@ def test_argument_spec_rejects_unknown_keys_and_choices(hosts, netns, tmp_path):
 
 def test_check_mode_changes_nothing(hosts, netns, tmp_path):
     host_ns = hosts[0]
-    names = [netns('rc', create=False) for _ in range(2)]
+    names = [netns('rc', create=False), netns('rc', create=False)]
     before = harness.snapshot(host_ns)
     code, output = run_role(tmp_path, {'host': {'ansible_netns_name': host_ns,
                                                 'netns_nat_namespaces': [inner(n, i + 1) for i, n in enumerate(names)]}},
@@ -188,7 +199,7 @@ def test_present_absent_cycle_touches_only_what_the_role_made(hosts, netns, tmp_
     already on. Both run the same single call per module; absent restores each host."""
     a, b = hosts
     harness.nsexec(b, ['sysctl', '-qw', 'net.ipv4.ip_forward=1'])
-    names_a = [netns('rp', create=False) for _ in range(3)]
+    names_a = [netns('rp', create=False), netns('rp', create=False), netns('rp', create=False)]
     name_b = netns('rq', create=False)
     inventory = {
         'host_a': {'ansible_netns_name': a, 'netns_nat_backend': 'iptables',

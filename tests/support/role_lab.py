@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 
 from tests.support import harness
 from tests.support.paths import COLLECTIONS_ROOT, REPO_ROOT, ensure_collection_link
@@ -141,6 +142,20 @@ def finish_playbook(proc, argv, stdout_path, timeout=600):
     return PlaybookRun(argv, proc.returncode, text, '')
 
 
+def settled_snapshot(namespaces, timeout=10.0, interval=0.25):
+    """snapshot_own once the kernel has finished what it does by itself after links come
+    up (carrier, IPv6 link-local addresses): two reads in a row that agree."""
+    previous = harness.snapshot_own(namespaces)
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        time.sleep(interval)
+        current = harness.snapshot_own(namespaces)
+        if current == previous:
+            return current
+        previous = current
+    return previous
+
+
 def normalized(snapshot):
     """A snapshot without what the kernel picks anew when an object is recreated (a veth's
     MAC address and the IPv6 link-local address derived from it): what a repaired
@@ -208,7 +223,7 @@ class RoleLab(object):
                             env=env)
 
     def snapshot(self):
-        return harness.snapshot_own([self.host, self.outside] + self.inner)
+        return settled_snapshot([self.host, self.outside] + self.inner)
 
     def close(self):
         for name in self.inner + self.made:

@@ -1,0 +1,234 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The netns_nat role under drift and concurrency (issue 6, faults).
+
+Somebody flushes our NAT rules, deletes a veth, a route or a whole inner namespace by
+hand: the next ansible-playbook run restores exactly what is missing (only the tasks that
+own the missing objects report changed) and the host ends exactly as the first run left it.
+Two ansible-playbook runs against the same host at the same time end in the correct state,
+with no duplicate rule or object and no error.
+
+Every host is a namespace of this machine reached through the linuxnet.netns.netns
+connection plugin (tests/support/role_lab.py)."""
+import fcntl
+import os
+import subprocess
+import time
+
+import pytest
+
+from tests.support import harness
+from tests.support import role_lab
+
+pytestmark = pytest.mark.controller_only
+
+NETNS_TASK = 'Create the inner namespaces (article step 1)'
+VETH_TASK = 'Wire each namespace to the host with a veth pair and its addresses (steps 2-5)'
+ROUTE_TASK = "Give each namespace its default route via the host side (step 6)"
+NAT_TASK = 'Source NAT, port forwards and FORWARD rules (step 8, step 9, section 2.3)'
+
+
+def two_namespaces(lab, **extra):
+    first, second = lab.inner_name('dm'), lab.inner_name('dm')
+    variables = {
+        'netns_nat_egress_interface': 'eth0',
+        'netns_nat_namespaces': [
+            {'name': first, 'host_interface': 'veth1', 'host_address': '192.168.45.2/24',
+             'inner_interface': 'veth2', 'inner_address': '192.168.45.3/24',
+             'port_forwards': [{'protocol': 'tcp', 'published_port': 8080, 'target_port': 80}]},
+            {'name': second, 'host_interface': 'veth3', 'host_address': '192.168.46.2/24',
+             'inner_interface': 'veth4', 'inner_address': '192.168.46.3/24',
+             'port_forwards': [{'protocol': 'udp', 'published_port': 5353}]},
+        ]}
+    variables.update(extra)
+    return first, second, variables
+
+
+@pytest.fixture(scope='module')
+def drift(tmp_path_factory):
+    """The role applied once; the reference snapshot every repair must return to."""
+    lab = role_lab.RoleLab(tmp_path_factory.mktemp('drift'), tag='d')
+    try:
+        first, second, variables = two_namespaces(lab)
+        run = lab.run(variables)
+        assert run.rc == 0, run.output
+        lab.first, lab.second, lab.variables = first, second, variables
+        lab.reference = role_lab.normalized(lab.snapshot())
+        yield lab
+    finally:
+        lab.close()
+
+
+def rerun(lab):
+    run = lab.run(lab.variables)
+    assert run.rc == 0, run.output
+    return run
+
+
+def assert_restored(lab, run, tasks):
+    assert sorted(run.changed_tasks('target')) == sorted(tasks), run.output
+    assert role_lab.normalized(lab.snapshot()) == lab.reference
+
+
+def test_second_run_changes_nothing(drift):
+    run = rerun(drift)
+    assert run.recap('target')['changed'] == 0, run.output
+    assert role_lab.normalized(drift.snapshot()) == drift.reference
+
+
+def test_flushed_nat_rules_are_restored(drift):
+    table = [line for line in harness.rulesets(drift.host)['nft'] if 'lnt:' in line]
+    assert table, 'the role put no rule in the nft table'
+    harness.nsexec(drift.host, ['nft', 'flush', 'table', 'inet', 'linuxnet_netns'])
+    assert not [line for line in harness.rulesets(drift.host)['nft'] if 'lnt:' in line]
+    assert_restored(drift, rerun(drift), [NAT_TASK])
+
+
+def test_deleted_veth_is_restored(drift):
+    """Deleting the host end deletes the inner end too, and with it the inner default route."""
+    harness.sh(['ip', '-n', drift.host, 'link', 'del', 'veth1'])
+    assert 'veth2' not in harness.links(drift.first)
+    assert not [r for r in harness.routes(drift.first) if r.startswith('default')]
+    assert_restored(drift, rerun(drift), [VETH_TASK, ROUTE_TASK])
+
+
+def test_deleted_route_is_restored(drift):
+    harness.sh(['ip', '-n', drift.second, 'route', 'del', 'default'])
+    assert_restored(drift, rerun(drift), [ROUTE_TASK])
+
+
+def wait_until(predicate, timeout=10.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return predicate()
+
+
+def test_namespace_deleted_by_hand_is_recreated(drift):
+    """Real behaviour first: with no process left in it, deleting an inner namespace
+    destroys it, its veth end and therefore the peer on the host as well; nothing is left
+    half-made. The next run creates namespace, pair and route again."""
+    harness.delete_netns(drift.second)
+    assert wait_until(lambda: 'veth3' not in harness.links(drift.host)), harness.links(drift.host)
+    assert_restored(drift, rerun(drift), [NETNS_TASK, VETH_TASK, ROUTE_TASK])
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    'roles/netns_nat: after "ip netns delete" of an inner namespace that a process keeps alive, the '
+    'host-side veth remains with its peer in the now nameless namespace; the next run creates a new '
+    'namespace and then fails in the veth task ("pairs[0].name: veth1 exists but its peer is an interface '
+    'in another namespace, not veth2@<ns>; nothing was changed (recreate: true ...)"), because '
+    'templates/plan.json.j2 builds the pairs without recreate (or the veth module does not treat a '
+    'peer in an unnamed namespace as replaceable)'))
+def test_namespace_deleted_while_a_process_keeps_it_is_repaired(drift):
+    """A process still runs in the namespace: deleting its name leaves the namespace alive,
+    and the host-side veth with it, its peer in a namespace nobody can name. The next run
+    must replace that pair by one into the new namespace of that name."""
+    keeper = subprocess.Popen(['ip', 'netns', 'exec', drift.first, 'sleep', '300'])
+    try:
+        assert wait_until(lambda: harness.sh(['ip', 'netns', 'pids', drift.first], check=False).strip())
+        harness.delete_netns(drift.first)
+        time.sleep(0.5)
+        assert drift.first not in harness.list_netns()
+        assert 'veth1' in harness.links(drift.host)  # the half that is left
+        run = drift.run(drift.variables)
+        assert run.rc == 0, run.output
+        assert role_lab.normalized(drift.snapshot()) == drift.reference
+    finally:
+        # The last test on this lab (file order): no repair run, just let the orphan go.
+        harness.sh(['ip', '-n', drift.host, 'link', 'del', 'veth1'], check=False)
+        keeper.kill()
+        keeper.wait()
+
+
+def test_flushed_iptables_nat_table_is_restored_by_nat_rule(netns):
+    """The same drift on the iptables backend, for the module alone: iptables -t nat -F
+    removes our jumps and rules (and a foreign rule); the next call puts back ours, only."""
+    ns = netns('di')
+    rules = {'namespace': ns, 'backend': 'iptables', 'rules': [
+        {'kind': 'masquerade', 'source': '192.168.45.0/24', 'out_interface': 'eth0'},
+        {'kind': 'dnat', 'protocol': 'tcp', 'port': 8080, 'to_address': '192.168.45.3', 'to_port': 80}]}
+    first = harness.run_module('nat_rule', rules)
+    assert not first.get('failed') and first['changed'], first
+    reference = harness.rulesets(ns)
+    harness.nsexec(ns, ['iptables', '-w', '-t', 'nat', '-A', 'POSTROUTING', '-s', '10.81.0.0/16', '-j', 'MASQUERADE'])
+    harness.nsexec(ns, ['iptables', '-w', '-t', 'nat', '-F'])
+    second = harness.run_module('nat_rule', rules)
+    assert not second.get('failed') and second['changed'], second
+    assert all(' nat: ' in line for line in second['rules_added']), second['rules_added']
+    assert harness.rulesets(ns) == reference
+    third = harness.run_module('nat_rule', rules)
+    assert not third['changed'], third
+
+
+# --- two runs at the same time ----------------------------------------------------------------
+
+def blocked_restores(namespace, lockfile):
+    inode = os.stat('/run/netns/' + namespace).st_ino
+    found = []
+    for entry in os.listdir('/proc'):
+        if not entry.isdigit():
+            continue
+        try:
+            with open('/proc/%s/cmdline' % entry, 'rb') as handle:
+                if not os.path.basename(handle.read().split(b'\0')[0]).startswith(b'iptables-legacy-restore'):
+                    continue
+            if os.stat('/proc/%s/ns/net' % entry).st_ino != inode:
+                continue
+            with open('/proc/%s/environ' % entry, 'rb') as handle:
+                if ('XTABLES_LOCKFILE=%s' % lockfile).encode() not in handle.read().split(b'\0'):
+                    continue
+        except OSError:
+            continue
+        found.append(int(entry))
+    return found
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    'no lock in the modules: two runs of the role at once both read the host before either writes; '
+    'nat_rule then appends every jump to the LNT-* chains twice (plugins/module_utils/nat_iptables.py '
+    'plan_view; see test_reliability_faults.py::test_two_calls_at_once_leave_no_duplicate_rule), and a '
+    'third run has to remove the surplus jumps (changed). veth and netns_route race the same way '
+    '(EEXIST when both create the same pair or route)'))
+def test_two_runs_at_once_end_correct_without_duplicates(tmp_path):
+    """The host's rules are in iptables-legacy (a foreign rule there), so nat_rule writes with
+    iptables-legacy-restore -w. Both runs get their environment's XTABLES_LOCKFILE, held here
+    until both nat_rule calls wait on it (or 20 s after the first does): that makes the two
+    writes overlap every time instead of by chance."""
+    lab = role_lab.RoleLab(tmp_path, tag='c')
+    lockfile = str(tmp_path / 'xtables.lock')
+    try:
+        harness.nsexec(lab.host, ['iptables-legacy', '-w', '-t', 'nat', '-A', 'POSTROUTING', '-s', '10.82.0.0/16',
+                                  '-j', 'MASQUERADE'])
+        first, second, variables = two_namespaces(lab, netns_nat_backend='iptables')
+        vars_file = lab.write_vars(variables)
+        env = {'XTABLES_LOCKFILE': lockfile}
+        fd = os.open(lockfile, os.O_CREAT | os.O_RDWR, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        runs = []
+        try:
+            for index in range(2):
+                path = str(tmp_path / ('run%d.log' % index))
+                runs.append(role_lab.start_playbook(lab.inventory, lab.workdir, vars_file, env=env, stdout_path=path)
+                            + (path,))
+            def finished():
+                return all(proc.poll() is not None for proc, dummy, dummy2 in runs)
+            wait_until(lambda: blocked_restores(lab.host, lockfile) or finished(), timeout=180)
+            wait_until(lambda: len(blocked_restores(lab.host, lockfile)) >= 2 or finished(), timeout=20)
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+        results = [role_lab.finish_playbook(proc, argv, path) for proc, argv, path in runs]
+        for run in results:
+            assert run.rc == 0 and run.recap('target')['failed'] == 0, run.output
+        rules = [line for line in harness.nsexec(lab.host, ['iptables-legacy-save']).splitlines()
+                 if line.startswith('-A')]
+        assert len(rules) == len(set(rules)), rules
+        for ns in (first, second):
+            assert [r for r in harness.routes(ns) if r.startswith('default')], harness.routes(ns)
+        # The correct state: a third run finds nothing to do.
+        third = lab.run(variables)
+        assert third.rc == 0 and third.recap('target')['changed'] == 0, third.output
+    finally:
+        lab.close()
