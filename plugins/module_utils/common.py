@@ -11,6 +11,10 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import copy
+import errno
+import fcntl
+import os
+import time
 import traceback
 
 from ansible_collections.linuxnet.netns.plugins.module_utils.netns_session import NamespaceMissing
@@ -18,6 +22,37 @@ from ansible_collections.linuxnet.netns.plugins.module_utils.validation import V
 
 # Environment for every command we run: parseable, untranslated output.
 COMMAND_ENVIRON = {'LC_ALL': 'C', 'LANG': 'C'}
+
+
+# One lock for every state-changing call on a host: two calls that read the same state
+# before either writes would both apply the same change (duplicate jumps, EEXIST).
+STATE_LOCK_PATH = '/run/linuxnet-netns.lock'
+STATE_LOCK_TIMEOUT = 300
+
+
+def acquire_state_lock(module, path=STATE_LOCK_PATH, timeout=STATE_LOCK_TIMEOUT):
+    """Serialize read-compare-write against other calls of the collection on this host.
+
+    Held until the module process exits (the kernel drops a flock with its last fd), so the
+    caller takes it once, after validation and before reading state. Check mode writes
+    nothing and does not take it.
+    """
+    if module.check_mode:
+        return None
+    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+    deadline = time.time() + timeout
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except (IOError, OSError) as exc:
+            if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                raise
+        if time.time() > deadline:
+            os.close(fd)
+            module.fail_json(msg='another linuxnet.netns call held %s for more than %d s; nothing was changed'
+                             % (path, timeout))
+        time.sleep(0.02)
 
 
 def collect_items(params, list_key, item_keys, defaults_from_top=('state',)):

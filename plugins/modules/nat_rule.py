@@ -375,6 +375,7 @@ from ansible_collections.linuxnet.netns.plugins.module_utils import conntrack
 from ansible_collections.linuxnet.netns.plugins.module_utils import nat_iptables as ipt
 from ansible_collections.linuxnet.netns.plugins.module_utils import nat_nftables as nft
 from ansible_collections.linuxnet.netns.plugins.module_utils.common import (
+    acquire_state_lock,
     COMMAND_ENVIRON,
     Report,
     Rollback,
@@ -655,6 +656,7 @@ def main():
         errors = getattr(exc, 'errors', [exc])
         fail_from_exception(module, exc, errors=[str(error) for error in errors])
 
+    acquire_state_lock(module)
     warnings = []
     plans = []
     try:

@@ -162,6 +162,7 @@ import os
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.linuxnet.netns.plugins.module_utils.common import (
+    acquire_state_lock,
     COMMAND_ENVIRON, Report, Rollback, collect_items, fail_from_exception, format_command)
 from ansible_collections.linuxnet.netns.plugins.module_utils.links import (
     interface_is_up, ip_command, set_interface_up)
@@ -341,6 +342,7 @@ def main():
     if errors:
         fail_from_exception(module, errors[0], errors=[str(e) for e in errors])
 
+    acquire_state_lock(module)
     rollback = None  # only once something is being created
     try:
         existing = set(list_namespaces())

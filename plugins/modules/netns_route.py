@@ -239,6 +239,7 @@ import contextlib
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.linuxnet.netns.plugins.module_utils.common import (
+    acquire_state_lock,
     COMMAND_ENVIRON,
     Report,
     Rollback,
@@ -346,6 +347,7 @@ def main():
     wanted, errors = validate_all(module)
     fail_on(module, errors)
 
+    acquire_state_lock(module)
     namespaces = []
     for route in wanted:
         if route.namespace not in namespaces:

@@ -180,6 +180,7 @@ import tempfile
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.linuxnet.netns.plugins.module_utils.common import (
+    acquire_state_lock,
     COMMAND_ENVIRON,
     Report,
     Rollback,
@@ -322,6 +323,7 @@ def main():
 
     wanted, errors = validate_all(module)
     fail_on(module, errors)
+    acquire_state_lock(module)
     originals, plans, errors = read_and_plan(wanted)
     fail_on(module, errors)
     files = file_diffs(wanted)

@@ -23,7 +23,9 @@ description:
   - An existing pair is compared with what is wanted and only the difference is applied. An
     existing link whose peer is not the requested one, whose peer lives in another namespace, or a
     requested name taken by a link that is not a veth, makes the module fail with a message
-    saying so, unless O(recreate=true).
+    saying so, unless O(recreate=true). A pair whose peer was left in a namespace that has no
+    name any more (deleted with C(ip netns delete) while a process keeps it alive) is replaced
+    without O(recreate): nothing anyone can still address is in the way.
   - Works in-process through netlink (pyroute2); many pairs in one call through O(pairs) cost one
     netlink session per namespace, not one process per pair.
   - If the call fails half-way, the pairs and addresses it had created are removed again.
@@ -264,6 +266,7 @@ import os
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.linuxnet.netns.plugins.module_utils.common import (
+    acquire_state_lock,
     COMMAND_ENVIRON, Report, Rollback, collect_items, fail_from_exception)
 from ansible_collections.linuxnet.netns.plugins.module_utils.links import (
     IPV6_MIN_MTU, VETH_DEFAULT_MTU, LinkOperationError, NamespaceState, NetlinkError,
@@ -644,7 +647,7 @@ def plan_conflict(plan, link, peer_link, state, peer_state, locate_peer):
     plan.before = link_view(found, found_namespace, found_state)
     if where:
         plan.before['peer'], plan.before['peer_namespace'] = where
-    if not spec.recreate:
+    if not spec.recreate and not orphaned_by_unnamed_namespace(link, peer_link, where):
         plan.conflict = describe_conflict(spec, link, found, where)
         plan.after = plan.before
         return plan
@@ -655,6 +658,14 @@ def plan_conflict(plan, link, peer_link, state, peer_state, locate_peer):
         plan.delete.append((plan.peer_key, spec.peer_namespace, peer_link))
         plan.commands.append(ip_command(spec.peer_namespace, 'link', 'del', peer_link.name))
     return plan_create(plan)
+
+
+def orphaned_by_unnamed_namespace(link, peer_link, where):
+    """Our end exists but its peer lives in a namespace no name in /run/netns points to
+    (the namespace was deleted by name while a process keeps it alive), and the wanted
+    peer name is free. Nothing anyone can still address is harmed by replacing it, so
+    this is repaired without O(recreate)."""
+    return link is not None and link.is_veth and peer_link is None and where is None
 
 
 def describe_conflict(spec, link, found, where):
@@ -1012,6 +1023,7 @@ def main():
     if errors:
         fail_from_exception(module, errors[0], errors=[str(e) for e in errors])
 
+    acquire_state_lock(module)
     rollback = None
     namespaces = None
     try:

@@ -190,16 +190,13 @@ def jump_lines(lines):
     return [line for line in lines if '"lnt:jump"' in line]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    'nat_rule has no lock around read-compare-write: two calls that read the same namespace '
-    'before either writes both append the jumps to LNT-* (plugins/module_utils/nat_iptables.py '
-    'plan_view adds "-A/-I <builtin> ... -j LNT-*" when the jump was missing at read time), so '
-    'PREROUTING/OUTPUT/POSTROUTING/FORWARD end with duplicate jumps and both calls report changed'))
 def test_two_calls_at_once_leave_no_duplicate_rule(netns, tmp_path, monkeypatch):
-    """Both calls read the namespace, then block on the (private) xtables lock; once it is
-    released both write. With a lock in the module (the fix) the second call would read
-    after the first wrote and change nothing; the test waits at most 5 s for a second
-    blocked writer, so it passes then too."""
+    """Two calls at once, the first made to wait on the (private) xtables lock in the middle
+    of its write. Without a lock of the collection both would read the namespace before
+    either writes, both block on the xtables lock, then both append the jumps to our
+    chains (duplicates). The modules hold one lock across read-compare-write, so the second
+    call reads only after the first wrote and changes nothing. The test waits at most 5 s
+    for a second blocked writer, so it makes the writes overlap whenever they can."""
     ns = legacy_namespace(netns)
     lockfile = str(tmp_path / 'xtables.lock')
     monkeypatch.setitem(harness.ENV, 'XTABLES_LOCKFILE', lockfile)

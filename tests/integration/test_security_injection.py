@@ -47,25 +47,20 @@ BATCHED = {
                                 namespace='{V}'), 'pairs[%d].name'),
     'veth.peer': ('veth', batch('pairs', lambda i, p, n: {'name': 'a%d' % i, 'peer': p, 'peer_namespace': n['P']},
                                 namespace='{V}'), 'pairs[%d].peer'),
-    'veth.peer_namespace': ('veth', batch('pairs', lambda i, p, n: {'name': 'a%d' % i, 'peer': 'b%d' % i,
-                                                                     'peer_namespace': p}, namespace='{V}'),
-                            'pairs[%d].peer_namespace'),
-    'netns_route.device': ('netns_route', batch('routes', lambda i, p, n: {'namespace': n['V'],
-                                                                            'dest': '10.63.%d.0/24' % i,
-                                                                            'device': p}), 'routes[%d].device'),
-    'netns_route.namespace': ('netns_route', batch('routes', lambda i, p, n: {'namespace': p,
-                                                                               'dest': '10.63.%d.0/24' % i,
-                                                                               'gateway': '10.61.0.2'}),
-                              'routes[%d].namespace'),
+    'veth.peer_namespace': ('veth', batch('pairs', lambda i, p, n: {
+        'name': 'a%d' % i, 'peer': 'b%d' % i, 'peer_namespace': p}, namespace='{V}'), 'pairs[%d].peer_namespace'),
+    'netns_route.device': ('netns_route', batch('routes', lambda i, p, n: {
+        'namespace': n['V'], 'dest': '10.63.%d.0/24' % i, 'device': p}), 'routes[%d].device'),
+    'netns_route.namespace': ('netns_route', batch('routes', lambda i, p, n: {
+        'namespace': p, 'dest': '10.63.%d.0/24' % i, 'gateway': '10.61.0.2'}), 'routes[%d].namespace'),
     # One settings item per payload: within one item the module reports the first bad interface only.
     'sysctl_forward.interfaces.name': ('sysctl_forward', batch('settings', lambda i, p, n: {
         'namespace': n['V'], 'interfaces': [{'name': p, 'ipv4': True}]}), 'settings[%d].interfaces[0].name'),
     'sysctl_forward.namespace': ('sysctl_forward', batch('settings', lambda i, p, n: {'namespace': p, 'ipv4': True}),
                                  'settings[%d].namespace'),
-    'nat_rule.out_interface': ('nat_rule', batch('rules', lambda i, p, n: {'kind': 'masquerade',
-                                                                           'source': '10.66.%d.0/24' % i,
-                                                                           'out_interface': p}, namespace='{V}'),
-                               'rules[%d].out_interface'),
+    'nat_rule.out_interface': ('nat_rule', batch('rules', lambda i, p, n: {
+        'kind': 'masquerade', 'source': '10.66.%d.0/24' % i, 'out_interface': p}, namespace='{V}'),
+        'rules[%d].out_interface'),
     'nat_rule.in_interface': ('nat_rule', batch('rules', lambda i, p, n: {'kind': 'dnat', 'protocol': 'tcp',
                                                                           'port': 8000 + i, 'in_interface': p,
                                                                           'to_address': '10.61.0.2'},

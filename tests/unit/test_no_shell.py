@@ -243,14 +243,12 @@ def role_tasks(node):
     """Every task dict in a parsed tasks file, blocks included."""
     if isinstance(node, list):
         for item in node:
-            for task in role_tasks(item):
-                yield task
+            yield from role_tasks(item)
     elif isinstance(node, dict):
         yield node
         for key in ('block', 'rescue', 'always'):
             if key in node:
-                for task in role_tasks(node[key]):
-                    yield task
+                yield from role_tasks(node[key])
 
 
 SHELL_MODULES = {'shell', 'ansible.builtin.shell', 'ansible.legacy.shell', 'raw', 'ansible.builtin.raw',
