@@ -25,7 +25,7 @@ description:
     requested name taken by a link that is not a veth, makes the module fail with a message
     saying so, unless O(recreate=true). A pair whose peer was left in a namespace that has no
     name any more (deleted with C(ip netns delete) while a process keeps it alive) is replaced
-    without O(recreate): nothing anyone can still address is in the way.
+    without O(recreate), since nothing anyone can still address is in the way.
   - Works in-process through netlink (pyroute2); many pairs in one call through O(pairs) cost one
     netlink session per namespace, not one process per pair.
   - If the call fails half-way, the pairs and addresses it had created are removed again.
