@@ -67,10 +67,10 @@ class Lab(object):
 
 def _closed_on_failure(build):
     """A builder that fails half-way removes the namespaces it had made."""
-    def wrapper():
+    def wrapper(**options):
         lab = Lab()
         try:
-            build(lab)
+            build(lab, **options)
         except BaseException:
             lab.close()
             raise
@@ -110,7 +110,9 @@ def article_lab(lab):
     lab.address(lab.host2, 'eth0', HOST2 + '/24')
     lab.route(lab.myspace, 'default', HOST1_INNER)
     lab.forwarding(lab.host1)
-    lab.iptables(lab.host1, '-t', 'nat', '-A', 'POSTROUTING', '-s', '192.168.45.0/24', '-o', 'eth0', '-j', 'MASQUERADE')
+    if masquerade:
+        lab.iptables(lab.host1, '-t', 'nat', '-A', 'POSTROUTING', '-s', '192.168.45.0/24', '-o', 'eth0',
+                     '-j', 'MASQUERADE')
     lab.iptables(lab.host1, '-t', 'nat', '-A', 'PREROUTING', '-i', 'eth0', '-p', 'tcp', '--dport', '8080',
                  '-j', 'DNAT', '--to-destination', MYSPACE + ':80')
     lab.iptables(lab.host1, '-t', 'nat', '-A', 'PREROUTING', '-i', 'eth0', '-p', 'tcp', '--dport', '8081',
@@ -120,9 +122,10 @@ def article_lab(lab):
 
 
 @_closed_on_failure
-def shared_snat_lab(lab):
+def shared_snat_lab(lab, masquerade=True):
     """Two inner namespaces (192.168.45.3 and .4) on a bridge in host1, masqueraded to
-    host1's 192.168.1.32 towards host2 (snat-conntrack-notes: two VMs behind one SNAT)."""
+    host1's 192.168.1.32 towards host2 (snat-conntrack-notes: two VMs behind one SNAT).
+    With masquerade=False the source NAT is left to the caller (nat_rule)."""
     lab.host1 = lab.namespace('h1')
     lab.host2 = lab.namespace('h2')
     lab.inner = [lab.namespace('in'), lab.namespace('in')]
@@ -139,12 +142,14 @@ def shared_snat_lab(lab):
     lab.address(lab.host1, 'eth0', HOST1 + '/24')
     lab.address(lab.host2, 'eth0', HOST2 + '/24')
     lab.forwarding(lab.host1)
-    lab.iptables(lab.host1, '-t', 'nat', '-A', 'POSTROUTING', '-s', '192.168.45.0/24', '-o', 'eth0', '-j', 'MASQUERADE')
+    if masquerade:
+        lab.iptables(lab.host1, '-t', 'nat', '-A', 'POSTROUTING', '-s', '192.168.45.0/24', '-o', 'eth0',
+                     '-j', 'MASQUERADE')
 
 
 @contextlib.contextmanager
-def built(factory):
-    lab = factory()
+def built(factory, **options):
+    lab = factory(**options)
     try:
         yield lab
     finally:
