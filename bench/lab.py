@@ -28,10 +28,10 @@ MAX_INNER = 250 * 155  # 10.100.0.0 .. 10.254.249.0: far more than the bench nee
 
 
 def sh(argv, check=True, input=None):
-    proc = subprocess.run(argv, input=input, capture_output=True, text=True, env=ENV)
+    proc = subprocess.run(argv, input=input, capture_output=True, text=True, env=ENV, check=False)
     if check and proc.returncode != 0:
-        raise RuntimeError('%s failed (rc=%d): %s%s' % (' '.join(argv), proc.returncode,
-                                                       proc.stdout, proc.stderr))
+        raise RuntimeError('%s failed (rc=%d): %s%s' % (
+            ' '.join(argv), proc.returncode, proc.stdout, proc.stderr))
     return proc.stdout
 
 

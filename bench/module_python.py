@@ -95,7 +95,7 @@ def measure(args):
             os.execv(args.real, [args.real] + argv)
         finally:
             os._exit(127)
-    _, status, usage = os.wait4(pid, 0)
+    dummy_pid, status, usage = os.wait4(pid, 0)
     seconds = time.monotonic() - started
     if stdin_script:
         os.unlink(stdin_script)

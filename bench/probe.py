@@ -99,7 +99,7 @@ def ping(spaces, inner, target):
         while time.monotonic() < deadline:
             data, peer = sock.recvfrom(2048)
             ihl = (data[0] & 0x0f) * 4
-            kind, _, _, reply_id, _ = struct.unpack('!BBHHH', data[ihl:ihl + 8])
+            kind, reply_id = struct.unpack('!BxxxH', data[ihl:ihl + 6])
             if kind == 0 and reply_id == ident and peer[0] == target:
                 return True, 'echo reply from %s' % peer[0]
         return False, 'no echo reply from %s' % target

@@ -304,8 +304,8 @@ def probe(topology, what):
         'upstream_address': inner.router.upstream_address,
     } for inner in sample(topology.inners)]
     spec = json.dumps({'upstream': topology.upstream, 'checks': checks})
-    _, rc, out, err = run_process([sys.executable, os.path.join(BENCH_DIR, 'probe.py')],
-                                  input=spec, timeout=300)
+    dummy_timed, rc, out, err = run_process(
+        [sys.executable, os.path.join(BENCH_DIR, 'probe.py')], input=spec, timeout=300)
     try:
         result = json.loads(out)
     except ValueError:
@@ -507,7 +507,7 @@ def profile_report(n, profile_dir, rss_log, phases):
     for name in sorted(os.listdir(profile_dir), key=lambda f: os.path.getmtime(os.path.join(profile_dir, f))):
         stats = pstats.Stats(os.path.join(profile_dir, name))
         rows = []
-        for (path, line, func), (_, ncalls, own, cumulative, _) in stats.stats.items():
+        for (path, line, func), (dummy_primitive, ncalls, own, cumulative, dummy_callers) in stats.stats.items():
             rows.append((cumulative, own, ncalls, '%s:%d(%s)' % (short_path(path), line, func)))
         lines += ['', '## %s: %.3f s profiled' % (name, stats.total_tt),
                   '', 'by cumulative time:', 'cumulative      own    calls  function']
@@ -647,7 +647,7 @@ def render(bench, options, status):
             calls = bench.module_calls.get(n, {})
             lines.append('| %d | %s | %s |' % (n, '%.1f MB' % (peak_rss_mb(bench.rss, n) or 0), ', '.join(
                 '%s %.1f MB (%d)' % (m, kb / 1024.0, calls.get(m, 0)) for m, kb in sorted(peaks.items()))))
-    sizes = sorted(set(n for (n, _) in bench.tasks))
+    sizes = sorted(set(n for (n, dummy_phase) in bench.tasks))
     if sizes:
         n = sizes[-1]
         lines += ['', '## Where the role spends its time at N=%d (median seconds per task)' % n, '']
@@ -664,7 +664,7 @@ def render(bench, options, status):
 # --- main --------------------------------------------------------------------------------
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n', maxsplit=1)[0])
     parser.add_argument('--quick', action='store_true',
                         help='development mode: N=10,100, builtin only at N=10, no fleet')
     parser.add_argument('--runs', type=int, default=3, help='runs per figure (median; default 3)')
@@ -729,13 +729,13 @@ def measure(bench, options):
             if 'builtin' in options.variants and n in options.builtin_sizes and run < options.builtin_runs:
                 bench.builtin(n)
     for n in [n for n in options.builtin_sizes if n not in options.sizes]:
-        for _ in range(options.builtin_runs if 'builtin' in options.variants else 0):
+        for dummy_run in range(options.builtin_runs if 'builtin' in options.variants else 0):
             bench.builtin(n)
     if 'memory' in options.variants:
         for n in options.sizes:
             bench.memory(n)
     if 'fleet' in options.variants:
-        for _ in range(options.fleet_runs):
+        for dummy_run in range(options.fleet_runs):
             bench.fleet()
 
 
