@@ -110,9 +110,8 @@ def article_lab(lab):
     lab.address(lab.host2, 'eth0', HOST2 + '/24')
     lab.route(lab.myspace, 'default', HOST1_INNER)
     lab.forwarding(lab.host1)
-    if masquerade:
-        lab.iptables(lab.host1, '-t', 'nat', '-A', 'POSTROUTING', '-s', '192.168.45.0/24', '-o', 'eth0',
-                     '-j', 'MASQUERADE')
+    lab.iptables(lab.host1, '-t', 'nat', '-A', 'POSTROUTING', '-s', '192.168.45.0/24', '-o', 'eth0',
+                 '-j', 'MASQUERADE')
     lab.iptables(lab.host1, '-t', 'nat', '-A', 'PREROUTING', '-i', 'eth0', '-p', 'tcp', '--dport', '8080',
                  '-j', 'DNAT', '--to-destination', MYSPACE + ':80')
     lab.iptables(lab.host1, '-t', 'nat', '-A', 'PREROUTING', '-i', 'eth0', '-p', 'tcp', '--dport', '8081',
