@@ -10,7 +10,6 @@ import os
 import re
 import subprocess
 import sys
-import threading
 
 import pytest
 
@@ -175,20 +174,7 @@ def test_delete_entries_deletes_exactly_the_matching_ones(host1):
 
 def test_same_icmp_id_from_two_namespaces_is_told_apart_by_translated_id():
     with probe_lab.built(probe_lab.shared_snat_lab) as lab:
-        results = [None, None]
-        start = threading.Barrier(2)
-
-        def ping(index):
-            start.wait()
-            results[index] = harness.run_module('netns_probe', dict(
-                namespace=lab.inner[index], target=HOST2, protocol='icmp', icmp_id=ICMP_ID, count=3,
-                timeout=2, listener=dict(namespace=lab.host2)))
-
-        threads = [threading.Thread(target=ping, args=(i,)) for i in range(2)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        results = probe_lab.ping_together(lab.inner, HOST2, ICMP_ID, lab.host2)
         for result in results:
             assert result['_rc'] == 0 and (result['sent'], result['received']) == (3, 3), result
 

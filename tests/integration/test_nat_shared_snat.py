@@ -3,7 +3,6 @@
 shared/reference/snat-conntrack-notes.txt. Two namespaces ping the same outside host at
 the same time with the same ICMP id; both get every reply, and host1's conntrack table
 holds two entries told apart only by the translated id."""
-import threading
 
 import pytest
 
@@ -21,20 +20,7 @@ def test_two_namespaces_same_icmp_id_behind_one_snat_address(backend):
         applied = harness.run_module('nat_rule', rule)
         assert applied['_rc'] == 0 and applied['changed'] and applied['backend'] == backend, applied
 
-        results = [None, None]
-        start = threading.Barrier(2)
-
-        def ping(index):
-            start.wait()
-            results[index] = harness.run_module('netns_probe', dict(
-                namespace=lab.inner[index], target=HOST2, protocol='icmp', icmp_id=ICMP_ID, count=3,
-                timeout=2, listener=dict(namespace=lab.host2)))
-
-        threads = [threading.Thread(target=ping, args=(i,)) for i in range(2)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        results = probe_lab.ping_together(lab.inner, HOST2, ICMP_ID, lab.host2)
         for result in results:
             assert result['_rc'] == 0 and (result['sent'], result['received']) == (3, 3), result
 

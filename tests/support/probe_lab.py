@@ -4,6 +4,7 @@
 uniquely named and removed by close(). Both ends of every veth live in namespaces made
 here; nothing touches the root namespace."""
 import contextlib
+import threading
 
 from tests.support import harness
 
@@ -153,3 +154,23 @@ def built(factory, **options):
         yield lab
     finally:
         lab.close()
+
+
+def ping_together(namespaces, target, icmp_id, listener_namespace, count=3):
+    """netns_probe ICMP from every namespace at the same moment with the same ICMP id, a
+    one-shot listener in ``listener_namespace``; returns the results in order."""
+    results = [None] * len(namespaces)
+    start = threading.Barrier(len(namespaces))
+
+    def ping(index):
+        start.wait()
+        results[index] = harness.run_module('netns_probe', dict(
+            namespace=namespaces[index], target=target, protocol='icmp', icmp_id=icmp_id, count=count,
+            timeout=2, listener=dict(namespace=listener_namespace)))
+
+    threads = [threading.Thread(target=ping, args=(i,)) for i in range(len(namespaces))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
