@@ -24,13 +24,11 @@ import errno
 import ipaddress
 import socket
 
-try:
-    from pyroute2.netlink.exceptions import NetlinkError
-    from pyroute2.netlink.nfnetlink.nfctsocket import NFCTAttrTuple, NFCTSocket
-except ImportError:  # pragma: no cover - the modules report the missing library
-    NetlinkError = None
-    NFCTAttrTuple = None
-    NFCTSocket = None
+# pyroute2's ctnetlink classes, imported on first kernel access by _load_ctnetlink(): the
+# import costs ~0.2 s, which a nat_rule call that has no entry to clean up need not pay.
+NetlinkError = None
+NFCTAttrTuple = None
+NFCTSocket = None
 
 from ansible.module_utils.six import string_types
 
@@ -271,6 +269,17 @@ def filter_entries(entries, **criteria):
 
 # --- kernel access --------------------------------------------------------------------
 
+def _load_ctnetlink():
+    """Fill in the pyroute2 names above that are still unset (tests may preset some)."""
+    global NetlinkError, NFCTAttrTuple, NFCTSocket
+    if NetlinkError is None:
+        from pyroute2.netlink.exceptions import NetlinkError
+    if NFCTAttrTuple is None or NFCTSocket is None:
+        from pyroute2.netlink.nfnetlink import nfctsocket
+        NFCTAttrTuple = NFCTAttrTuple or nfctsocket.NFCTAttrTuple
+        NFCTSocket = NFCTSocket or nfctsocket.NFCTSocket
+
+
 def _dump_messages(family_name):
     """Every entry of one family (None: all families) of the current namespace."""
     sock = NFCTSocket(nfgen_family=FAMILIES.get(family_name, socket.AF_UNSPEC))
@@ -289,6 +298,7 @@ def list_entries(namespace, family=None):
     ``family``: 'ipv4', 'ipv6' (also 4/6/AF_INET/AF_INET6), or None for both.
     """
     family_name = normalize_family(family)
+    _load_ctnetlink()
     with entered(namespace):
         messages = _dump_messages(family_name)
     entries = [decode_entry(msg) for msg in messages]
@@ -346,6 +356,7 @@ def delete_entries(namespace, family, protocol=None, orig_dst=None, orig_dport=N
     family_name = normalize_family(family)
     matches = compile_filter(family=family_name, **criteria)
     deleted = 0
+    _load_ctnetlink()
     with entered(namespace):
         for name in ([family_name] if family_name else sorted(FAMILIES)):
             sock = NFCTSocket(nfgen_family=FAMILIES[name])

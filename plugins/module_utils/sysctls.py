@@ -21,10 +21,11 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import errno
+import json
 import os
 
 from ansible_collections.linuxnet.netns.plugins.module_utils.common import format_command
-from ansible_collections.linuxnet.netns.plugins.module_utils.netns_session import entered
+from ansible_collections.linuxnet.netns.plugins.module_utils.netns_session import entered, namespace_path
 from ansible_collections.linuxnet.netns.plugins.module_utils.validation import (
     ValidationError,
     check_ifname,
@@ -367,3 +368,91 @@ def read_file(path):
         if exc.errno == errno.ENOENT:
             return ''
         raise
+
+
+# --- the record of replaced values (record_dir / restore) ----------------------------------------
+
+RECORD_FORMAT = 1
+OWN_NETNS = '/proc/thread-self/ns/net'
+
+
+def sysctl_path(key):
+    """Inverse of sysctl_key: net.ipv4.conf.eth0/100.forwarding -> net/ipv4/conf/eth0.100/forwarding."""
+    return '/'.join(part.replace('/', '.') for part in key.split('.'))
+
+
+def validate_record_dir(field, path):
+    if path is None:
+        return None
+    if not os.path.isabs(path):
+        raise ValidationError(field, path, 'must be an absolute path such as /run/linuxnet-netns')
+    if os.path.lexists(path) and not os.path.isdir(path):
+        raise ValidationError(field, path, 'exists and is not a directory')
+    return path
+
+
+def record_path(record_dir, namespace):
+    """The record of one network namespace, named after the namespace's inode: hosts that
+    are namespaces of one machine share /run but each has its own sysctls."""
+    inode = os.stat(namespace_path(namespace) if namespace else OWN_NETNS).st_ino
+    return os.path.join(record_dir, 'forwarding-%d.json' % inode)
+
+
+def read_record(field, path):
+    """(file content, {key: value}) of a record; ('', {}) when there is none."""
+    content = read_file(path)
+    if not content:
+        return '', {}
+    try:
+        data = json.loads(content)
+        before = data['before']
+        if not isinstance(before, dict):
+            raise TypeError('"before" is not a mapping')
+        values = dict((str(key), _as_recorded_value(key, value)) for key, value in before.items())
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ValidationError(field, path, 'is not a record written by this module (%s); '
+                                           'remove it or point record_dir elsewhere' % exc)
+    for key in values:
+        if not is_forwarding_path(sysctl_path(key)):
+            raise ValidationError(field, path, 'records %s, which is not a forwarding sysctl' % key)
+    return content, values
+
+
+def _as_recorded_value(key, value):
+    if isinstance(value, bool) or value not in (0, 1):
+        raise TypeError('%s holds %r instead of 0 or 1' % (key, value))
+    return value
+
+
+def is_forwarding_path(path):
+    if path in (IPV4_FORWARD, IPV6_ALL, IPV6_DEFAULT):
+        return True
+    parts = path.split('/')
+    return (len(parts) == 5 and '/'.join(parts[:3]) in (IPV4_CONF_DIR, IPV6_CONF_DIR)
+            and parts[4] == 'forwarding' and parts[3] not in ('', '.', '..'))
+
+
+def recorded_values(plan, recorded):
+    """The record after ``plan``: the first value each written key had is kept, so a record
+    always holds what was there before this module first changed it."""
+    values = dict(recorded)
+    for setting in plan.writes:
+        values.setdefault(setting.key, plan.before[setting.key])
+    return values
+
+
+def record_content(namespace, values):
+    data = {'format': RECORD_FORMAT, 'written_by': 'linuxnet.netns.sysctl_forward',
+            'namespace': namespace or None, 'before': values}
+    return json.dumps(data, indent=2, sort_keys=True) + '\n'
+
+
+def restore_settings(field, namespace, values, current):
+    """WantedSettings that put the recorded values back: global keys first (writing them
+    resets the per-interface ones); interfaces that no longer exist are left out."""
+    settings = []
+    for key in sorted(values, key=lambda key: _restore_order(sysctl_path(key))):
+        path = sysctl_path(key)
+        if path == IPV4_FORWARD or path in current.values:
+            settings.append(Setting(field, path, values[key]))
+    return WantedSettings(field, namespace, settings, [], None)

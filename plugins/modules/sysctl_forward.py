@@ -74,6 +74,25 @@ options:
         them (namespaces do not survive a reboot either); do not point it at a directory that
         C(systemd-sysctl) reads unless the settings are meant for the host.
     type: path
+  record_dir:
+    description:
+      - Directory where the module keeps, per network namespace, the values it replaced, so
+        that a later call with O(restore) can put them back (for example a role that turns
+        forwarding on and, on removal, off again only if it was off before).
+      - The record of a namespace is the file C(forwarding-INODE.json), named after the inode
+        of the namespace (namespaces of one machine share the directory). A key already in the
+        record keeps its first value, so the record holds what was there before the module
+        first changed it. Only keys this call writes are recorded.
+      - The directory is created when missing. A directory under C(/run) (a tmpfs) fits best, as
+        the record disappears at reboot together with the kernel values it describes.
+    type: path
+  restore:
+    description:
+      - Put back the values recorded in O(record_dir) for O(namespace) (global settings first),
+        then remove the record. Without a record nothing changes.
+      - Requires O(record_dir); mutually exclusive with O(settings), O(ipv4), O(ipv6),
+        O(ipv6_default), O(interfaces) and O(persist).
+    type: bool
   settings:
     description:
       - Several namespaces in one call; each item takes O(namespace), O(ipv4), O(ipv6),
@@ -114,8 +133,8 @@ options:
         description: A sysctl.d-style file recording this item's settings, as the top-level O(persist).
         type: path
 notes:
-  - Works with pyroute2 0.7.2 (Debian 12 C(python3-pyroute2)) and 0.9.x; pyroute2 is used only
-    to enter the namespace.
+  - Requires pyroute2 like every module of the collection (0.7.2 as Debian 12 ships it, or
+    0.9.x), but does not import it; the namespace is entered with C(setns(2)).
 seealso:
   - module: ansible.posix.sysctl
   - module: linuxnet.netns.netns_route
@@ -135,6 +154,16 @@ EXAMPLES = r'''
       - name: uplink0
         ipv6: false
     persist: /var/lib/linuxnet/router-forward.conf
+
+- name: Turn forwarding on, remembering what it was
+  linuxnet.netns.sysctl_forward:
+    ipv4: true
+    record_dir: /run/linuxnet-netns
+
+- name: Later, put back what the first task replaced (nothing happens without a record)
+  linuxnet.netns.sysctl_forward:
+    restore: true
+    record_dir: /run/linuxnet-netns
 
 - name: Several namespaces in one call
   linuxnet.netns.sysctl_forward:
@@ -161,7 +190,7 @@ after:
   type: dict
   sample: {"host1": {"net.ipv4.ip_forward": 1}}
 files_changed:
-  description: Persist files that were (or in check mode would be) written.
+  description: Persist files and records that were (or in check mode would be) written or removed.
   returned: always
   type: list
   elements: str
@@ -193,6 +222,7 @@ from ansible_collections.linuxnet.netns.plugins.module_utils.netns_session impor
 )
 from ansible_collections.linuxnet.netns.plugins.module_utils.sysctls import (
     ITEM_KEYS,
+    WantedSettings,
     apply_plan,
     check_against_namespace,
     check_unique_targets,
@@ -201,12 +231,27 @@ from ansible_collections.linuxnet.netns.plugins.module_utils.sysctls import (
     plan_settings,
     read_file,
     read_namespace,
+    read_record,
+    record_content,
+    record_path,
+    recorded_values,
     report_lines,
+    restore_settings,
+    validate_record_dir,
     validate_settings,
 )
-from ansible_collections.linuxnet.netns.plugins.module_utils.validation import ValidationError
+from ansible_collections.linuxnet.netns.plugins.module_utils.validation import ValidationError, check_netns_name
 
 SETTING_OPTIONS = ('ipv4', 'ipv6', 'ipv6_default', 'interfaces', 'persist')
+
+
+class Record(object):
+    """The record file of one namespace as read under the state lock."""
+
+    def __init__(self, path, content, values):
+        self.path = path
+        self.content = content
+        self.values = values
 
 
 def argument_spec():
@@ -221,17 +266,22 @@ def argument_spec():
     )
     spec = dict(item)
     spec['settings'] = dict(type='list', elements='dict', options=item)
+    spec['record_dir'] = dict(type='path')
+    spec['restore'] = dict(type='bool')
     return spec
 
 
 def validate_all(module):
     wanted, errors = [], []
-    for field, item in collect_items(module.params, 'settings', ITEM_KEYS, defaults_from_top=('namespace',)):
-        try:
-            wanted.append(validate_settings(field, item))
-        except ValidationError as exc:
-            errors.append(exc)
-    errors.extend(check_unique_targets(wanted))
+    try:
+        validate_record_dir('record_dir', module.params['record_dir'])
+    except ValidationError as exc:
+        errors.append(exc)
+    if module.params['restore']:
+        wanted, item_errors = validate_restore(module.params['namespace'])
+    else:
+        wanted, item_errors = validate_items(module.params)
+    errors.extend(item_errors)
     for item in wanted:
         if item.namespace and not namespace_exists(item.namespace):
             errors.append(ValidationError(item.field + 'namespace', item.namespace,
@@ -240,17 +290,56 @@ def validate_all(module):
     return wanted, errors
 
 
+def validate_restore(namespace):
+    """The one namespace to restore; its settings come from the record, read later."""
+    try:
+        if namespace is not None:
+            check_netns_name('namespace', namespace)
+    except ValidationError as exc:
+        return [], [exc]
+    return [WantedSettings('', namespace, [], [], None)], []
+
+
+def validate_items(params):
+    wanted, errors = [], []
+    for field, item in collect_items(params, 'settings', ITEM_KEYS, defaults_from_top=('namespace',)):
+        try:
+            wanted.append(validate_settings(field, item))
+        except ValidationError as exc:
+            errors.append(exc)
+    errors.extend(check_unique_targets(wanted))
+    return wanted, errors
+
+
 def fail_on(module, errors):
     if errors:
         fail_from_exception(module, errors[0], errors=[str(error) for error in errors])
 
 
-def read_and_plan(wanted):
+def read_records(record_dir, wanted):
+    """The record of each item's namespace (label -> Record); {} without record_dir."""
+    records, errors = {}, []
+    if record_dir is None:
+        return records, errors
+    for item in wanted:
+        path = record_path(record_dir, item.namespace)
+        try:
+            content, values = read_record('record_dir', path)
+        except ValidationError as exc:
+            errors.append(exc)
+            continue
+        records[item.label] = Record(path, content, values)
+    return records, errors
+
+
+def read_and_plan(wanted, records, restore):
     """Read each namespace once, check the items against it, compute the writes."""
     originals, plans, errors = {}, [], []
     for item in wanted:
         current = read_namespace(item.namespace)
         originals[item.namespace] = current
+        if restore:
+            item = restore_settings('restore', item.namespace, records[item.label].values, current)
         try:
             check_against_namespace(item, current)
         except ValidationError as exc:
@@ -272,6 +361,23 @@ def file_diffs(wanted):
     return diffs
 
 
+def record_diffs(plans, records, restore):
+    """(path, old content, new content) of the records that move; new '' removes a record."""
+    diffs = []
+    for plan in plans:
+        record = records.get(plan.wanted.label)
+        if record is None:
+            continue
+        if restore:
+            if record.content:
+                diffs.append((record.path, record.content, ''))
+            continue
+        values = recorded_values(plan, record.values)
+        if values != record.values:
+            diffs.append((record.path, record.content, record_content(plan.wanted.namespace, values)))
+    return diffs
+
+
 def write_file(module, path, content):
     """Atomically replace ``path`` (a temporary file in the same directory, then rename)."""
     handle, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix='.sysctl_forward.')
@@ -284,12 +390,26 @@ def write_file(module, path, content):
             os.unlink(tmp)
 
 
-def restore_file(module, path, old):
-    """Undo a persist write: the old content, or no file when there was none."""
-    if old:
-        write_file(module, path, old)
+def put_file(module, path, content):
+    """Write ``content`` to ``path``, or remove the file when ``content`` is empty."""
+    if content:
+        write_file(module, path, content)
     elif os.path.exists(path):
         os.unlink(path)
+
+
+def ensure_record_dir(path, rollback):
+    if path is None or os.path.isdir(path):
+        return
+    os.makedirs(path, 0o755)
+    rollback.register('remove %s' % path, remove_empty_dir, path)
+
+
+def remove_empty_dir(path):
+    try:
+        os.rmdir(path)
+    except OSError:
+        pass  # not empty: something else lives there now
 
 
 def build_result(module, plans, files):
@@ -314,19 +434,25 @@ def build_result(module, plans, files):
 def main():
     module = AnsibleModule(
         argument_spec=argument_spec(),
-        mutually_exclusive=[('settings', option) for option in SETTING_OPTIONS],
-        required_one_of=[('settings', 'ipv4', 'ipv6', 'ipv6_default', 'interfaces')],
+        mutually_exclusive=[('settings', option) for option in SETTING_OPTIONS + ('restore',)]
+        + [('restore', option) for option in SETTING_OPTIONS],
+        required_one_of=[('settings', 'ipv4', 'ipv6', 'ipv6_default', 'interfaces', 'restore')],
+        required_if=[('restore', True, ('record_dir',))],
         supports_check_mode=True,
     )
     module.run_command_environ_update = COMMAND_ENVIRON
     require_pyroute2(module)
 
+    restore = bool(module.params['restore'])
     wanted, errors = validate_all(module)
     fail_on(module, errors)
     acquire_state_lock(module)
-    originals, plans, errors = read_and_plan(wanted)
+    records, errors = read_records(module.params['record_dir'], wanted)
     fail_on(module, errors)
-    files = file_diffs(wanted)
+    originals, plans, errors = read_and_plan(wanted, records, restore)
+    fail_on(module, errors)
+    record_files = record_diffs(plans, records, restore)
+    files = file_diffs(wanted) + record_files
     result = build_result(module, plans, files)
     if module.check_mode:
         module.exit_json(**result)
@@ -336,9 +462,11 @@ def main():
         for plan in plans:
             apply_plan(plan, originals[plan.wanted.namespace], rollback)
         # Files last: a failed sysctl write leaves no record of values that were not set.
+        if any(content for dummy_path, dummy_old, content in record_files):
+            ensure_record_dir(module.params['record_dir'], rollback)
         for path, old, content in files:
-            rollback.register('restore %s' % path, restore_file, module, path, old)
-            write_file(module, path, content)
+            rollback.register('restore %s' % path, put_file, module, path, old)
+            put_file(module, path, content)
     except Exception as exc:  # undo the writes of this call, then fail with the reason
         fail_from_exception(module, exc, rollback)
     # Report what the kernel holds now, not the prediction.

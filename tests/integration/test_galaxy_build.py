@@ -99,8 +99,5 @@ def test_built_artifact_runs_site_yml_on_a_lab(tmp_path):
     finally:
         _run(playbook + ['lab/down.yml'], installed, env)
         for name in lab_namespaces:
-            try:  # the role's forwarding record, normally removed by lab/down.yml
-                os.unlink('/run/linuxnet-netns/netns_nat-forwarding-%d.json' % os.stat('/run/netns/' + name).st_ino)
-            except OSError:
-                pass
+            harness.remove_forwarding_record(name)  # normally removed by lab/down.yml
             harness.delete_netns(name)

@@ -126,16 +126,7 @@ def hosts(netns):
         wait_for_carrier(ns, 'eth0')
     yield a, b
     for ns in (a, b):
-        remove_forwarding_record(ns)
-
-
-def remove_forwarding_record(ns):
-    """The role's record that it turned forwarding on in ``ns`` (named after the namespace's
-    inode, which a later namespace may get again once ``ns`` is deleted)."""
-    try:
-        os.unlink('/run/linuxnet-netns/netns_nat-forwarding-%d.json' % os.stat('/run/netns/' + ns).st_ino)
-    except OSError:
-        pass
+        harness.remove_forwarding_record(ns)
 
 
 def wait_for_carrier(ns, ifname, timeout=5.0):

@@ -3,6 +3,9 @@
 another, not in the root), idempotence, check mode (snapshots), diff, the kernel's
 propagation of global writes, per-interface values, drift, the persist file, several
 namespaces in one call, and bad input that changes nothing."""
+import json
+import os
+
 import pytest
 
 from tests.support import harness
@@ -180,3 +183,112 @@ def test_bad_input_fails_naming_the_field_and_changes_nothing(netns, bad, field,
     assert result['field'] == field
     assert field in result['msg'] and message.format(ns=bad_ns) in result['msg']
     assert harness.snapshot_own([good_ns, bad_ns]) == before
+
+
+# --- record_dir / restore: put back what the module replaced ----------------------------------
+
+def record_file(ns, record_dir):
+    return harness.forwarding_record(ns, str(record_dir))
+
+
+def test_record_then_restore_puts_back_the_replaced_value(lab, tmp_path):
+    record_dir = tmp_path / 'records'  # created by the module
+    turned_on = forward(namespace=lab, ipv4=True, record_dir=str(record_dir))
+    assert_ok(turned_on, True)
+    path = record_file(lab, record_dir)
+    assert turned_on['files_changed'] == [path]
+    assert json.loads(open(path).read())['before'] == {'net.ipv4.ip_forward': 0}
+    assert value(lab, 'net.ipv4.ip_forward') == 1
+    content = open(path).read()
+    assert_ok(forward(namespace=lab, ipv4=True, record_dir=str(record_dir)), False)
+    assert open(path).read() == content
+
+    # check mode: nothing moves, the record stays
+    before = harness.snapshot_own([lab])
+    predicted = harness.run_module('sysctl_forward', {'namespace': lab, 'restore': True,
+                                                      'record_dir': str(record_dir)}, check=True, diff=True)
+    assert_ok(predicted, True)
+    assert predicted['after'] == {lab: {'net.ipv4.ip_forward': 0}}
+    assert predicted['files_changed'] == [path] and predicted['diff'][1]['after'] == ''
+    assert harness.snapshot_own([lab]) == before and open(path).read() == content
+
+    restored = forward(namespace=lab, restore=True, record_dir=str(record_dir))
+    assert_ok(restored, True)
+    assert restored['before'] == {lab: {'net.ipv4.ip_forward': 1}}
+    assert restored['after'] == {lab: {'net.ipv4.ip_forward': 0}}
+    assert value(lab, 'net.ipv4.ip_forward') == 0 and value(lab, 'net.ipv4.conf.va.forwarding') == 0
+    assert not (record_dir / os.path.basename(path)).exists()
+    again = forward(namespace=lab, restore=True, record_dir=str(record_dir))
+    assert_ok(again, False)
+    assert again['files_changed'] == [] and again['after'] == {lab: {}}
+
+
+def test_a_value_already_on_is_not_recorded_and_restore_leaves_it(lab, tmp_path):
+    harness.nsexec(lab, ['sysctl', '-qw', 'net.ipv4.ip_forward=1'])
+    result = forward(namespace=lab, ipv4=True, record_dir=str(tmp_path))
+    assert_ok(result, False)
+    assert not os.path.exists(record_file(lab, tmp_path))
+    assert_ok(forward(namespace=lab, restore=True, record_dir=str(tmp_path)), False)
+    assert value(lab, 'net.ipv4.ip_forward') == 1
+
+
+def test_the_record_keeps_the_first_value(lab, tmp_path):
+    """on (records 0), off, on again: the record still says 0, the value before the first change."""
+    for wanted, changed in ((True, True), (False, True), (True, True)):
+        assert_ok(forward(namespace=lab, ipv4=wanted, record_dir=str(tmp_path)), changed)
+    assert json.loads(open(record_file(lab, tmp_path)).read())['before'] == {'net.ipv4.ip_forward': 0}
+    ipv6 = forward(namespace=lab, ipv6=True, interfaces=[{'name': 'va', 'ipv6': False}], record_dir=str(tmp_path))
+    assert_ok(ipv6, True)
+    # va is written too (all=1 turned it on, the item turns it off again): its first value is kept
+    assert json.loads(open(record_file(lab, tmp_path)).read())['before'] == {
+        'net.ipv4.ip_forward': 0, 'net.ipv6.conf.all.forwarding': 0, 'net.ipv6.conf.va.forwarding': 0}
+    assert_ok(forward(namespace=lab, restore=True, record_dir=str(tmp_path)), True)
+    assert value(lab, 'net.ipv4.ip_forward') == 0 and value(lab, 'net.ipv6.conf.all.forwarding') == 0
+    assert value(lab, 'net.ipv6.conf.vb.forwarding') == 0
+
+
+def test_records_are_per_namespace(netns, tmp_path):
+    first, second = build_lab(netns('sc')), build_lab(netns('sc'))
+    result = forward(settings=[{'namespace': first, 'ipv4': True}, {'namespace': second, 'ipv6': True}],
+                     record_dir=str(tmp_path))
+    assert_ok(result, True)
+    assert sorted(result['files_changed']) == sorted([record_file(first, tmp_path), record_file(second, tmp_path)])
+    assert_ok(forward(namespace=first, restore=True, record_dir=str(tmp_path)), True)
+    assert value(first, 'net.ipv4.ip_forward') == 0 and value(second, 'net.ipv6.conf.all.forwarding') == 1
+    assert os.path.exists(record_file(second, tmp_path)) and not os.path.exists(record_file(first, tmp_path))
+
+
+RECORD_BAD_INPUT = [
+    ('not json', 'is not a record written by this module'),
+    ('{"before": {"net.ipv4.ip_forward": 7}}', 'is not a record written by this module'),
+    ('{"before": {"kernel.panic": 0}}', 'records kernel.panic, which is not a forwarding sysctl'),
+]
+
+
+@pytest.mark.parametrize('content,message', RECORD_BAD_INPUT, ids=['garbage', 'value', 'foreign key'])
+def test_a_foreign_record_fails_and_changes_nothing(lab, tmp_path, content, message):
+    harness.nsexec(lab, ['sysctl', '-qw', 'net.ipv4.ip_forward=1'])
+    path = record_file(lab, tmp_path)
+    with open(path, 'w') as handle:
+        handle.write(content)
+    before = harness.snapshot_own([lab])
+    for args in ({'restore': True}, {'ipv4': False}):
+        result = forward(namespace=lab, record_dir=str(tmp_path), **args)
+        assert result.get('failed') and result['field'] == 'record_dir', result
+        assert path in result['msg'] and message in result['msg']
+        assert harness.snapshot_own([lab]) == before and open(path).read() == content
+
+
+def test_record_dir_errors(lab, tmp_path):
+    a_file = tmp_path / 'file'
+    a_file.write_text('')
+    before = harness.snapshot_own([lab])
+    for record_dir, message in ((str(a_file), 'exists and is not a directory'),
+                                ('relative/dir', 'must be an absolute path')):
+        result = forward(namespace=lab, ipv4=True, record_dir=record_dir)
+        assert result.get('failed') and result['field'] == 'record_dir' and message in result['msg'], result
+    result = forward(namespace=lab, restore=True)
+    assert result.get('failed') and 'record_dir' in result['msg']
+    result = forward(namespace=lab, restore=True, ipv4=True, record_dir=str(tmp_path))
+    assert result.get('failed') and 'mutually exclusive' in result['msg']
+    assert harness.snapshot_own([lab]) == before

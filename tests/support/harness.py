@@ -178,3 +178,20 @@ def python_in_namespace(ns, directory):
         handle.write('#!/bin/sh\nexec ip netns exec %s %s "$@"\n' % (ns, MODULE_PYTHON or sys.executable))
     os.chmod(path, 0o755)
     return path
+
+
+ROLE_RECORD_DIR = '/run/linuxnet-netns'
+
+
+def forwarding_record(ns, record_dir=ROLE_RECORD_DIR):
+    """Where sysctl_forward (record_dir) keeps the values it replaced in ``ns``."""
+    return os.path.join(record_dir, 'forwarding-%d.json' % os.stat('/run/netns/' + ns).st_ino)
+
+
+def remove_forwarding_record(ns, record_dir=ROLE_RECORD_DIR):
+    """Drop the record of ``ns`` (named after its inode, which a later namespace may get
+    again once ``ns`` is deleted without the role's state=absent)."""
+    try:
+        os.unlink(forwarding_record(ns, record_dir))
+    except OSError:
+        pass

@@ -16,7 +16,6 @@ from tests.support.paths import COLLECTIONS_ROOT, REPO_ROOT, ensure_collection_l
 PLAYBOOKS = os.path.join(REPO_ROOT, 'tests', 'integration', 'playbooks')
 ROLE_PLAYBOOK = os.path.join(PLAYBOOKS, 'reliability_role.yml')
 ROLE_PREFIX = 'linuxnet.netns.netns_nat : '
-RECORD_DIR = '/run/linuxnet-netns'
 
 _TASK_RE = re.compile(r'^TASK \[(.*)\] \*+$')
 _STATUS_RE = re.compile(r'^(ok|changed|skipping|fatal|failed): \[([^\]]+)\](.*)$')
@@ -195,8 +194,7 @@ class RoleLab(object):
         self.inner = []
         self.inventory = write_inventory(os.path.join(self.workdir, 'inventory.json'),
                                          {'target': {'ansible_netns_name': self.host}})
-        self.record = os.path.join(RECORD_DIR, 'netns_nat-forwarding-%d.json'
-                                   % os.stat('/run/netns/' + self.host).st_ino)
+        self.record = harness.forwarding_record(self.host)
 
     def _namespace(self, tag):
         name = harness.unique_name(tag)

@@ -300,32 +300,24 @@ class TestNetnsSession:
         assert not netns_session.namespace_exists('stale')
         assert not netns_session.namespace_exists('never-made')
 
-    def test_entered_none_stays_without_touching_pyroute2(self, monkeypatch):
-        monkeypatch.setattr(netns_session, 'pyroute2_netns', None)  # any use would raise
+    def test_entered_none_stays_without_setns(self, monkeypatch):
+        def refuse(fd, what):
+            raise AssertionError('setns must not be called: ' + what)
+        monkeypatch.setattr(netns_session, '_setns', refuse)
         with netns_session.entered(None):
             inside = True
         assert inside
 
     def test_entering_a_missing_namespace_never_creates_it(self, run_dir, monkeypatch):
-        pushed = []
-
-        class Recorder:
-            @staticmethod
-            def pushns(name):
-                pushed.append(name)
-
-            @staticmethod
-            def popns():
-                pushed.append('pop')
-
-        monkeypatch.setattr(netns_session, 'pyroute2_netns', Recorder)
+        entered_fds = []
+        monkeypatch.setattr(netns_session, '_setns', lambda fd, what: entered_fds.append(what))
         (run_dir / 'stale').write_text('')
         for name in ('ghost', 'stale'):
             with pytest.raises(NamespaceMissing) as info:
                 with netns_session.entered(name):
                     pytest.fail('the body must not run')
             assert info.value.name == name
-        assert pushed == []
+        assert entered_fds == []
         assert sorted(os.listdir(str(run_dir))) == ['stale']
 
     def test_namespace_fd_of_a_missing_namespace(self, run_dir):

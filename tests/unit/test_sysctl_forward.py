@@ -204,6 +204,56 @@ class TestProcSysStandIn:
         assert S.read_current().values == original.values
 
 
+class TestRecord:
+    def test_sysctl_path_inverts_sysctl_key(self):
+        for path in (S.IPV4_FORWARD, S.IPV6_ALL, S.interface_path(6, 'eth0.100'), S.interface_path(4, 'va')):
+            assert S.sysctl_path(S.sysctl_key(path)) == path
+
+    @pytest.mark.parametrize('path,ok', [
+        ('net/ipv4/ip_forward', True), ('net/ipv6/conf/default/forwarding', True),
+        ('net/ipv4/conf/eth0.100/forwarding', True), ('net/ipv4/conf/../forwarding', False),
+        ('net/ipv4/conf/eth0/rp_filter', False), ('kernel/panic', False), ('net/ipv4/conf/a/b/forwarding', False),
+    ])
+    def test_only_forwarding_sysctls_may_be_recorded(self, path, ok):
+        assert S.is_forwarding_path(path) is ok
+
+    def test_recorded_values_keep_the_first_value_of_written_keys_only(self):
+        wanted = validate(ipv4=True, interfaces=[{'name': 'va', 'ipv6': True}])
+        plan = S.plan_settings(wanted, current())
+        assert S.recorded_values(plan, {}) == {'net.ipv4.ip_forward': 0, 'net.ipv6.conf.va.forwarding': 0}
+        # a key already in the record keeps its value; other recorded keys stay
+        assert S.recorded_values(plan, {'net.ipv4.ip_forward': 1, 'net.ipv6.conf.all.forwarding': 1}) == {
+            'net.ipv4.ip_forward': 1, 'net.ipv6.conf.all.forwarding': 1, 'net.ipv6.conf.va.forwarding': 0}
+        unchanged = S.plan_settings(validate(ipv4=False), current())
+        assert S.recorded_values(unchanged, {}) == {}
+
+    def test_restore_writes_globals_first_and_skips_vanished_interfaces(self):
+        now = current({S.IPV4_FORWARD: 1, S.IPV6_ALL: 1, S.interface_path(4, 'va'): 1})
+        values = {'net.ipv4.conf.va.forwarding': 1, 'net.ipv4.conf.gone0.forwarding': 0,
+                  'net.ipv6.conf.all.forwarding': 0, 'net.ipv4.ip_forward': 0}
+        wanted = S.restore_settings('restore', 'ns1', values, now)
+        assert [setting.path for setting in wanted.settings] == [
+            S.IPV4_FORWARD, S.IPV6_ALL, S.interface_path(4, 'va')]
+        plan = S.plan_settings(wanted, now)
+        # ip_forward=0 resets va as well; the record's va=1 is written after it
+        assert [(setting.path, setting.value) for setting in plan.writes] == [
+            (S.IPV4_FORWARD, 0), (S.IPV6_ALL, 0), (S.interface_path(4, 'va'), 1)]
+
+    def test_read_record_round_trip_and_bad_records(self, tmp_path):
+        path = str(tmp_path / 'forwarding-1.json')
+        assert S.read_record('record_dir', path) == ('', {})
+        content = S.record_content('ns1', {'net.ipv4.ip_forward': 0})
+        with open(path, 'w') as handle:
+            handle.write(content)
+        assert S.read_record('record_dir', path) == (content, {'net.ipv4.ip_forward': 0})
+        for bad in ('[]', '{"before": []}', '{"before": {"net.ipv4.ip_forward": true}}', '{"other": 1}'):
+            with open(path, 'w') as handle:
+                handle.write(bad)
+            with pytest.raises(ValidationError) as info:
+                S.read_record('record_dir', path)
+            assert info.value.field == 'record_dir' and path in str(info.value)
+
+
 class TestArguments:
     def test_settings_and_top_level_options_are_mutually_exclusive(self):
         result = harness.run_module('sysctl_forward', {'ipv4': True, 'settings': [{'ipv6': True}]})
@@ -216,6 +266,12 @@ class TestArguments:
     def test_non_boolean_is_refused_by_the_argument_spec(self):
         result = harness.run_module('sysctl_forward', {'ipv4': 'maybe'})
         assert result['failed'] and 'ipv4' in result['msg']
+
+    def test_restore_needs_record_dir_and_excludes_settings(self):
+        result = harness.run_module('sysctl_forward', {'restore': True})
+        assert result['failed'] and 'record_dir' in result['msg']
+        result = harness.run_module('sysctl_forward', {'restore': True, 'record_dir': '/tmp', 'ipv6': True})
+        assert result['failed'] and 'mutually exclusive' in result['msg']
 
     def test_missing_namespace_names_the_field(self):
         result = harness.run_module('sysctl_forward', {'settings': [{'namespace': 'lnt-unit-no-such-ns',

@@ -1,0 +1,74 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""netns_session.entered against the real kernel: setns(2) into a namespace and back,
+also when the body raises, and without importing pyroute2 (modules that only read
+/proc/sys or run iptables-restore do not pay for that import)."""
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from ansible_collections.linuxnet.netns.plugins.module_utils import netns_session
+from tests.support import harness, paths
+
+
+def thread_netns_inode():
+    return os.stat('/proc/thread-self/ns/net').st_ino
+
+
+def interface_names():
+    return sorted(name for dummy_index, name in socket.if_nameindex())
+
+
+def test_enters_the_namespace_and_comes_back(netns):
+    name = netns()
+    harness.sh(['ip', '-n', name, 'link', 'add', 'sess0', 'type', 'veth', 'peer', 'name', 'sess1'])
+    home = thread_netns_inode()
+    with netns_session.entered(name):
+        assert thread_netns_inode() == os.stat('/run/netns/' + name).st_ino
+        assert interface_names() == ['lo', 'sess0', 'sess1']
+        with open('/proc/sys/net/ipv4/ip_forward') as handle:  # /proc/sys/net of the namespace
+            assert handle.read().strip() == '0'
+    assert thread_netns_inode() == home
+    assert 'sess0' not in interface_names()
+
+
+def test_comes_back_when_the_body_raises(netns):
+    name = netns()
+    home = thread_netns_inode()
+    with pytest.raises(RuntimeError, match='boom'):
+        with netns_session.entered(name):
+            assert thread_netns_inode() != home
+            raise RuntimeError('boom')
+    assert thread_netns_inode() == home
+
+
+def test_a_missing_namespace_is_neither_entered_nor_created():
+    ghost = harness.unique_name('gh')
+    home = thread_netns_inode()
+    with pytest.raises(netns_session.NamespaceMissing):
+        with netns_session.entered(ghost):
+            pytest.fail('the body must not run')
+    assert thread_netns_inode() == home
+    assert ghost not in harness.list_netns()
+
+
+def test_entering_does_not_import_pyroute2_but_iproute_does(netns):
+    name = netns()
+    code = '\n'.join([
+        'import sys',
+        'from ansible_collections.linuxnet.netns.plugins.module_utils import netns_session as s',
+        'assert s.HAS_PYROUTE2',
+        'with s.entered(%r):' % name,
+        '    open("/proc/sys/net/ipv4/ip_forward").read()',
+        'print("after entered:", "pyroute2" in sys.modules)',
+        'with s.iproute(%r) as ipr:' % name,
+        '    names = sorted(m.get_attr("IFLA_IFNAME") for m in ipr.get_links())',
+        'print("after iproute:", "pyroute2" in sys.modules, names)',
+    ])
+    env = dict(os.environ, PYTHONPATH=paths.COLLECTIONS_ROOT)
+    python = harness.MODULE_PYTHON or sys.executable  # the pyroute2 0.7.2 pass sets it
+    proc = subprocess.run([python, '-c', code], capture_output=True, text=True, env=env, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ['after entered: False', "after iproute: True ['lo']"]
