@@ -66,7 +66,7 @@ PYROUTE2_07_TESTS := tests/integration/test_netns.py tests/integration/test_veth
   tests/integration/test_netns_route.py tests/integration/test_sysctl_forward.py \
   tests/integration/test_conntrack_info.py tests/integration/test_netns_probe.py \
   tests/integration/test_nat_rule.py tests/integration/test_nat_shared_snat.py \
-  tests/integration/test_netns_session.py
+  tests/integration/test_netns_session.py tests/integration/test_veth_batch.py
 
 integration: deps
 	$(PY) -m pytest -q $(XDIST) tests/integration

@@ -16,7 +16,8 @@ description:
   - Adds, replaces and removes routes in a network namespace through netlink (pyroute2),
     the declarative form of C(ip netns exec NAME ip route add default via GATEWAY).
   - One route is given through the top-level options, or many through O(routes) in one
-    call (one netlink socket per namespace for the whole list).
+    call (each namespace is read once, and written through one pyroute2 socket only when
+    something in it changes).
   - A route is compared only on what was asked for; the kernel's protocol marker
     (C(proto static) for routes this module adds, C(proto kernel) for subnet routes of
     addresses), the scope and, when O(metric) is not set, the metric are never compared.
@@ -247,6 +248,8 @@ from ansible_collections.linuxnet.netns.plugins.module_utils.common import (
     fail_from_exception,
 )
 from ansible_collections.linuxnet.netns.plugins.module_utils.netns_session import (
+    entered,
+    NamespaceMissing,
     iproute,
     namespace_exists,
     require_pyroute2,
@@ -324,6 +327,40 @@ def plan_all(wanted, states):
     return changes, errors
 
 
+def read_states(wanted):
+    """Each namespace's links, addresses and routes, read once, for the IP versions its
+    requests are about (a namespace holding only IPv4 requests never has its IPv6 routes
+    read)."""
+    versions = {}
+    for route in wanted:
+        versions.setdefault(route.namespace, set()).add(route.version)
+    states = {}
+    for namespace, namespace_versions in versions.items():
+        with entered(namespace):
+            states[namespace] = read_namespace_state(namespace, namespace_versions)
+    return states
+
+
+def apply_all(module, changes, states):
+    """Write the changes through one pyroute2 socket per namespace that has any (a socket
+    stays bound to the namespace it was opened in, so the sockets stay open until the
+    rollback, if one is needed, has run)."""
+    links = dict((namespace, dict(state.links)) for namespace, state in states.items())
+    rollback = Rollback()
+    with contextlib.ExitStack() as stack:
+        sockets = {}
+        try:
+            for change in changes:
+                if not change.changed:
+                    continue
+                namespace = change.wanted.namespace
+                if namespace not in sockets:
+                    sockets[namespace] = stack.enter_context(iproute(namespace))
+                apply_change(sockets[namespace], change, links[namespace], rollback)
+        except Exception as exc:  # undo this call's changes, then fail with the reason
+            fail_from_exception(module, exc, rollback)
+
+
 def build_report(changes):
     report = Report()
     for change in changes:
@@ -348,30 +385,15 @@ def main():
     fail_on(module, errors)
 
     acquire_state_lock(module)
-    namespaces = []
-    for route in wanted:
-        if route.namespace not in namespaces:
-            namespaces.append(route.namespace)
-
-    # One netlink socket per namespace, open for the read, the comparison and the changes
-    # (a socket stays bound to the namespace it was opened in).
-    with contextlib.ExitStack() as stack:
-        sockets, states = {}, {}
-        for namespace in namespaces:
-            sockets[namespace] = stack.enter_context(iproute(namespace))
-            states[namespace] = read_namespace_state(sockets[namespace], namespace)
-        links = dict((namespace, dict(state.links)) for namespace, state in states.items())
-
-        changes, errors = plan_all(wanted, states)
-        fail_on(module, errors)
-        report = build_report(changes)
-        if not module.check_mode:
-            rollback = Rollback()
-            try:
-                for change in changes:
-                    apply_change(sockets[change.wanted.namespace], change, links[change.wanted.namespace], rollback)
-            except Exception as exc:  # undo this call's changes, then fail with the reason
-                fail_from_exception(module, exc, rollback)
+    try:
+        states = read_states(wanted)
+    except (NamespaceMissing, OSError) as exc:  # deleted since validation, or netlink refused the dump
+        fail_from_exception(module, exc)
+    changes, errors = plan_all(wanted, states)
+    fail_on(module, errors)
+    report = build_report(changes)
+    if not module.check_mode:
+        apply_all(module, changes, states)
     module.exit_json(routes=[change.result() for change in changes],
                      **report.result(module, header='routes'))
 

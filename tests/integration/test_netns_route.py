@@ -271,3 +271,55 @@ def test_failure_half_way_rolls_back_this_calls_changes(lab):
     assert result['msg'].startswith('RouteApplyError: routes[3].dest=10.67.0.0/16')
     assert 'everything this call had created was removed' in result['msg']
     assert harness.snapshot_own([lab]) == before
+
+
+def test_failure_in_a_later_namespace_rolls_back_the_earlier_ones(netns):
+    """Each namespace gets its own write socket, opened when its first change comes: the
+    earlier namespaces' sockets must still be open when the rollback runs."""
+    first, second = build_lab(netns('rt')), build_lab(netns('rt'))
+    harness.sh(['ip', '-n', second, 'link', 'add', 'vd', 'type', 'veth', 'peer', 'name', 've'])  # stays down
+    before = harness.snapshot_own([first, second])
+    result = route(routes=[
+        {'namespace': first, 'dest': 'default', 'gateway': '10.45.0.2'},
+        {'namespace': first, 'dest': 'default', 'gateway': 'fd45:1::2'},
+        {'namespace': second, 'dest': '10.67.0.0/16', 'gateway': '10.99.0.1', 'device': 'vd', 'onlink': True},
+    ])
+    assert result.get('failed')
+    assert result['msg'].startswith('RouteApplyError: routes[2].dest=10.67.0.0/16')
+    assert 'everything this call had created was removed' in result['msg']
+    assert harness.snapshot_own([first, second]) == before
+
+
+def test_list_form_over_many_namespaces_as_the_role_calls_it(netns):
+    """One default route per namespace, as roles/netns_nat passes them: check mode, the
+    change, then nothing to do; namespaces already right are left alone."""
+    labs = [netns('rt') for dummy in range(12)]
+    for index, ns in enumerate(labs):
+        harness.sh(['ip', '-n', ns, '-batch', '-'], input='\n'.join([
+            'link add va type veth peer name vb',
+            'addr add 10.47.%d.2/24 dev va' % index,
+            'link set va up', 'link set vb up']) + '\n')
+    routes = [{'namespace': ns, 'dest': 'default', 'gateway': '10.47.%d.1' % index} for index, ns in enumerate(labs)]
+    harness.sh(['ip', '-n', labs[0], 'route', 'add', 'default', 'via', '10.47.0.1'])  # already right
+    harness.sh(['ip', '-n', labs[1], 'route', 'add', 'default', 'via', '10.47.1.9'])  # points elsewhere
+
+    before = harness.snapshot_own(labs)
+    predicted = harness.run_module('netns_route', {'routes': routes}, check=True)
+    assert_ok(predicted, True)
+    assert harness.snapshot_own(labs) == before
+    expected = ['unchanged', 'replaced'] + ['added'] * 10
+    assert [entry['action'] for entry in predicted['routes']] == expected
+
+    result = route(routes=routes)
+    assert_ok(result, True)
+    assert [entry['action'] for entry in result['routes']] == expected
+    assert [entry['namespace'] for entry in result['routes']] == labs
+    for index, ns in enumerate(labs):
+        assert [line for line in route_lines(ns, 'route', 'show') if line.startswith('default')] == [
+            'default via 10.47.%d.1 dev va%s' % (index, ' proto static' if index else '')]
+        # IPv4 requests only: the IPv6 routing table is left as it was
+        assert not any(line.startswith('default') for line in route_lines(ns, '-6', 'route', 'show'))
+
+    again = route(routes=routes)
+    assert_ok(again, False)
+    assert set(entry['action'] for entry in again['routes']) == {'unchanged'}
