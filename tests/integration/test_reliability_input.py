@@ -111,25 +111,16 @@ MODULE_CASES = [
 ]
 
 
+def route_and_foreign_rule(v, dummy_p):
+    harness.sh(['ip', '-n', v, 'route', 'add', '10.64.0.0/16', 'via', '10.61.0.2'])
+    harness.nsexec(v, ['iptables', '-w', '-t', 'nat', '-A', 'POSTROUTING', '-s', '10.61.0.0/24', '-j', 'MASQUERADE'])
+
+
 @pytest.fixture(scope='module')
 def victim():
     """{V} and {P} joined by a veth, with addresses, a route and a foreign rule in {V}."""
-    v, p = harness.unique_name('iv'), harness.unique_name('ip')
-    try:
-        for ns in (v, p):
-            harness.sh(['ip', 'netns', 'add', ns])
-            harness.sh(['ip', '-n', ns, 'link', 'set', 'lo', 'up'])
-        harness.sh(['ip', '-n', v, 'link', 'add', 'v0', 'type', 'veth', 'peer', 'name', 'p0', 'netns', p])
-        for ns, ifname, cidr in ((v, 'v0', '10.61.0.1/24'), (p, 'p0', '10.61.0.2/24')):
-            harness.sh(['ip', '-n', ns, 'addr', 'add', cidr, 'dev', ifname])
-            harness.sh(['ip', '-n', ns, 'link', 'set', ifname, 'up'])
-        harness.sh(['ip', '-n', v, 'route', 'add', '10.64.0.0/16', 'via', '10.61.0.2'])
-        harness.nsexec(v, ['iptables', '-w', '-t', 'nat', '-A', 'POSTROUTING', '-s', '10.61.0.0/24', '-j', 'MASQUERADE'])
-        role_lab.settled_snapshot([v, p])
-        yield {'V': v, 'P': p}
-    finally:
-        harness.delete_netns(v)
-        harness.delete_netns(p)
+    with role_lab.veth_joined_namespaces(('iv', 'ip'), setup=route_and_foreign_rule) as names:
+        yield names
 
 
 def substitute(value, names):

@@ -83,20 +83,10 @@ SINGLE = {
 
 @pytest.fixture(scope='module')
 def victim():
-    v, p = harness.unique_name('jv'), harness.unique_name('jp')
     try:
-        for ns in (v, p):
-            harness.sh(['ip', 'netns', 'add', ns])
-            harness.sh(['ip', '-n', ns, 'link', 'set', 'lo', 'up'])
-        harness.sh(['ip', '-n', v, 'link', 'add', 'v0', 'type', 'veth', 'peer', 'name', 'p0', 'netns', p])
-        for ns, ifname, cidr in ((v, 'v0', '10.61.0.1/24'), (p, 'p0', '10.61.0.2/24')):
-            harness.sh(['ip', '-n', ns, 'addr', 'add', cidr, 'dev', ifname])
-            harness.sh(['ip', '-n', ns, 'link', 'set', ifname, 'up'])
-        role_lab.settled_snapshot([v, p])
-        yield {'V': v, 'P': p}
+        with role_lab.veth_joined_namespaces(('jv', 'jp')) as names:
+            yield names
     finally:
-        harness.delete_netns(v)
-        harness.delete_netns(p)
         if os.path.exists(SENTINEL):
             os.unlink(SENTINEL)
 

@@ -3,6 +3,7 @@
 (the linuxnet.netns.netns connection plugin), a small lab of uniquely named namespaces
 to run it on, and the outcome read back per host and per task from the default
 callback's output. Used by the reliability and security tests."""
+import contextlib
 import json
 import os
 import re
@@ -229,3 +230,26 @@ class RoleLab(object):
         # The record is named after the host namespace's inode, which a later namespace may reuse.
         if os.path.exists(self.record):
             os.unlink(self.record)
+
+
+@contextlib.contextmanager
+def veth_joined_namespaces(tags=('v', 'p'), setup=None):
+    """Two namespaces {V} and {P} joined by veth v0 (10.61.0.1/24) <-> p0 (10.61.0.2/24),
+    both up; ``setup(v, p)`` adds more before the state is left to settle. Yields
+    {'V': v, 'P': p} and always deletes both."""
+    v, p = harness.unique_name(tags[0]), harness.unique_name(tags[1])
+    try:
+        for ns in (v, p):
+            harness.sh(['ip', 'netns', 'add', ns])
+            harness.sh(['ip', '-n', ns, 'link', 'set', 'lo', 'up'])
+        harness.sh(['ip', '-n', v, 'link', 'add', 'v0', 'type', 'veth', 'peer', 'name', 'p0', 'netns', p])
+        for ns, ifname, cidr in ((v, 'v0', '10.61.0.1/24'), (p, 'p0', '10.61.0.2/24')):
+            harness.sh(['ip', '-n', ns, 'addr', 'add', cidr, 'dev', ifname])
+            harness.sh(['ip', '-n', ns, 'link', 'set', ifname, 'up'])
+        if setup is not None:
+            setup(v, p)
+        settled_snapshot([v, p])
+        yield {'V': v, 'P': p}
+    finally:
+        harness.delete_netns(v)
+        harness.delete_netns(p)
