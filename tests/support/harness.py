@@ -141,11 +141,27 @@ def rulesets(ns=None):
     return result
 
 
+# Set by the kernel some time after a link comes up (carrier, IPv6 link-local address),
+# never by our modules: a snapshot taken in that gap must still equal a later one.
+_CARRIER_FLAGS = ('LOWER_UP', 'NO-CARRIER', 'M-DOWN')
+
+
+def _configured_links(ns):
+    result = links(ns)
+    for link in result.values():
+        link['flags'] = [flag for flag in link.get('flags', []) if flag not in _CARRIER_FLAGS]
+    return result
+
+
+def _configured_addresses(ns):
+    return dict((name, [a for a in addrs if not a.startswith('fe80:')]) for name, addrs in addresses(ns).items())
+
+
 def snapshot(ns=None):
     """Everything a module of ours could change in namespace ``ns`` (None: root)."""
     return {
-        'links': links(ns),
-        'addresses': addresses(ns),
+        'links': _configured_links(ns),
+        'addresses': _configured_addresses(ns),
         'routes': routes(ns),
         'sysctls': sysctls(ns),
         'rulesets': rulesets(ns),
