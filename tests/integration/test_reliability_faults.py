@@ -95,41 +95,6 @@ def test_netns_route_third_route_rejected_by_the_kernel(pair):
 
 # --- the xtables lock -------------------------------------------------------------------------
 
-def restore_processes(namespace, lockfile=None):
-    """PIDs of iptables-legacy-restore processes running in ``namespace`` (and, if given,
-    with XTABLES_LOCKFILE=lockfile in their environment): our calls, blocked on the lock."""
-    inode = os.stat('/run/netns/' + namespace).st_ino
-    found = []
-    for entry in os.listdir('/proc'):
-        if not entry.isdigit():
-            continue
-        try:
-            with open('/proc/%s/cmdline' % entry, 'rb') as handle:
-                argv = handle.read().split(b'\0')
-            if not os.path.basename(argv[0]).startswith(b'iptables-legacy-restore'):
-                continue
-            if os.stat('/proc/%s/ns/net' % entry).st_ino != inode:
-                continue
-            if lockfile is not None:
-                with open('/proc/%s/environ' % entry, 'rb') as handle:
-                    if ('XTABLES_LOCKFILE=%s' % lockfile).encode() not in handle.read().split(b'\0'):
-                        continue
-        except OSError:
-            continue  # exited meanwhile
-        found.append(int(entry))
-    return found
-
-
-def wait_for(predicate, timeout, interval=0.05):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    return predicate()
-
-
 def legacy_namespace(netns):
     """A namespace whose rules are in iptables-legacy (a foreign one), so that nat_rule writes
     there with iptables-legacy-restore -w, which takes the xtables lock (iptables-nft and
@@ -165,7 +130,7 @@ def test_call_waits_for_the_xtables_lock_then_succeeds(netns, tmp_path, monkeypa
         worker = threading.Thread(target=lambda: results.append(
             harness.run_module('nat_rule', {'namespace': ns, 'rules': RULES})))
         worker.start()
-        blocked = wait_for(lambda: restore_processes(ns, lockfile), timeout=60)
+        blocked = harness.wait_for(lambda: harness.legacy_restore_processes(ns, lockfile), timeout=60)
         time.sleep(1.0)
         still_running = worker.is_alive()
         untouched = legacy_lines(ns)
@@ -208,8 +173,8 @@ def test_two_calls_at_once_leave_no_duplicate_rule(netns, tmp_path, monkeypatch)
             harness.run_module('nat_rule', {'namespace': ns, 'rules': RULES}))) for dummy in range(2)]
         for worker in workers:
             worker.start()
-        assert wait_for(lambda: restore_processes(ns, lockfile), timeout=60), 'no call reached the lock'
-        wait_for(lambda: len(restore_processes(ns, lockfile)) >= 2, timeout=5)
+        assert harness.wait_for(lambda: harness.legacy_restore_processes(ns, lockfile), timeout=60), 'no call reached the lock'
+        harness.wait_for(lambda: len(harness.legacy_restore_processes(ns, lockfile)) >= 2, timeout=5)
     finally:
         fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)

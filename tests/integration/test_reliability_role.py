@@ -92,21 +92,12 @@ def test_deleted_route_is_restored(drift):
     assert_restored(drift, rerun(drift), [ROUTE_TASK])
 
 
-def wait_until(predicate, timeout=10.0):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return predicate()
-
-
 def test_namespace_deleted_by_hand_is_recreated(drift):
     """Real behaviour first: with no process left in it, deleting an inner namespace
     destroys it, its veth end and therefore the peer on the host as well; nothing is left
     half-made. The next run creates namespace, pair and route again."""
     harness.delete_netns(drift.second)
-    assert wait_until(lambda: 'veth3' not in harness.links(drift.host)), harness.links(drift.host)
+    assert harness.wait_for(lambda: 'veth3' not in harness.links(drift.host), timeout=10.0), harness.links(drift.host)
     assert_restored(drift, rerun(drift), [NETNS_TASK, VETH_TASK, ROUTE_TASK])
 
 
@@ -116,7 +107,7 @@ def test_namespace_deleted_while_a_process_keeps_it_is_repaired(drift):
     must replace that pair by one into the new namespace of that name."""
     keeper = subprocess.Popen(['ip', 'netns', 'exec', drift.first, 'sleep', '300'])
     try:
-        assert wait_until(lambda: harness.sh(['ip', 'netns', 'pids', drift.first], check=False).strip())
+        assert harness.wait_for(lambda: harness.sh(['ip', 'netns', 'pids', drift.first], check=False).strip(), timeout=10.0)
         harness.delete_netns(drift.first)
         time.sleep(0.5)
         assert drift.first not in harness.list_netns()
@@ -153,27 +144,6 @@ def test_flushed_iptables_nat_table_is_restored_by_nat_rule(netns):
 
 # --- two runs at the same time ----------------------------------------------------------------
 
-def blocked_restores(namespace, lockfile):
-    inode = os.stat('/run/netns/' + namespace).st_ino
-    found = []
-    for entry in os.listdir('/proc'):
-        if not entry.isdigit():
-            continue
-        try:
-            with open('/proc/%s/cmdline' % entry, 'rb') as handle:
-                if not os.path.basename(handle.read().split(b'\0')[0]).startswith(b'iptables-legacy-restore'):
-                    continue
-            if os.stat('/proc/%s/ns/net' % entry).st_ino != inode:
-                continue
-            with open('/proc/%s/environ' % entry, 'rb') as handle:
-                if ('XTABLES_LOCKFILE=%s' % lockfile).encode() not in handle.read().split(b'\0'):
-                    continue
-        except OSError:
-            continue
-        found.append(int(entry))
-    return found
-
-
 def test_two_runs_at_once_end_correct_without_duplicates(tmp_path):
     """The host's rules are in iptables-legacy (a foreign rule there), so nat_rule writes with
     iptables-legacy-restore -w. Both runs get their environment's XTABLES_LOCKFILE, held here
@@ -200,8 +170,8 @@ def test_two_runs_at_once_end_correct_without_duplicates(tmp_path):
                 path = str(tmp_path / ('run%d.log' % index))
                 runs.append(role_lab.start_playbook(lab.inventory, lab.workdir, vars_file, env=env, stdout_path=path)
                             + (path,))
-            wait_until(lambda: blocked_restores(lab.host, lockfile) or finished(), timeout=180)
-            wait_until(lambda: len(blocked_restores(lab.host, lockfile)) >= 2 or finished(), timeout=20)
+            harness.wait_for(lambda: harness.legacy_restore_processes(lab.host, lockfile) or finished(), timeout=180)
+            harness.wait_for(lambda: len(harness.legacy_restore_processes(lab.host, lockfile)) >= 2 or finished(), timeout=20)
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)

@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import tempfile
+import time
 
 from tests.support.paths import COLLECTION_LINK, ensure_collection_link
 
@@ -211,3 +212,39 @@ def remove_forwarding_record(ns, record_dir=ROLE_RECORD_DIR):
         os.unlink(forwarding_record(ns, record_dir))
     except OSError:
         pass
+
+
+def wait_for(predicate, timeout, interval=0.05):
+    """The first true value of ``predicate()`` within ``timeout`` seconds, else its last value."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    return predicate()
+
+
+def legacy_restore_processes(namespace, lockfile=None):
+    """PIDs of iptables-legacy-restore processes running in ``namespace`` (and, if given,
+    with XTABLES_LOCKFILE=lockfile in their environment): our calls, blocked on the lock."""
+    inode = os.stat('/run/netns/' + namespace).st_ino
+    found = []
+    for entry in os.listdir('/proc'):
+        if not entry.isdigit():
+            continue
+        try:
+            with open('/proc/%s/cmdline' % entry, 'rb') as handle:
+                argv = handle.read().split(b'\0')
+            if not os.path.basename(argv[0]).startswith(b'iptables-legacy-restore'):
+                continue
+            if os.stat('/proc/%s/ns/net' % entry).st_ino != inode:
+                continue
+            if lockfile is not None:
+                with open('/proc/%s/environ' % entry, 'rb') as handle:
+                    if ('XTABLES_LOCKFILE=%s' % lockfile).encode() not in handle.read().split(b'\0'):
+                        continue
+        except OSError:
+            continue  # exited meanwhile
+        found.append(int(entry))
+    return found
