@@ -44,7 +44,7 @@ PLAYBOOK_TIMEOUT = 3600
 RECAP_LINE = re.compile(r'^(\S+)\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)'
                         r'\s+skipped=(\d+)\s+rescued=(\d+)\s+ignored=(\d+)')
 ROLE_TASK_PREFIX = 'linuxnet.netns.netns_nat : '
-OUR_MODULES = ('netns', 'veth', 'netns_route', 'sysctl_forward', 'nat_rule', 'conntrack_info',
+OUR_MODULES = ('netns', 'veth', 'netns_route', 'sysctl_forward', 'nat_rule', 'netns_topology', 'conntrack_info',
                'netns_probe')
 PHASES = ('converge', 'rerun', 'teardown')
 FLEET_SHAPES = (('20 hosts x 5', 20, 5), ('1 host x 100', 1, 100))
@@ -244,25 +244,32 @@ def role_namespace(inner):
     }
 
 
-def write_inventory(ws, topology, python, backend):
+def write_inventory(ws, topology, python, backend, variant='role'):
+    """The inventory of one variant: each carries only its own variables, as an operator's
+    inventory would (Ansible reads and converts every host variable at start)."""
     hosts = {}
     for router in topology.routers:
-        hosts[router.name] = {
+        host = {
             'ansible_connection': 'linuxnet.netns.netns',
             'ansible_python_interpreter': python,
-            # builtin playbook
-            'bench_uplink': router.uplink,
-            'bench_router_address': router.address,
-            'bench_inner': [inner_facts(inner) for inner in router.inners],
-            # role
-            'netns_nat_install_packages': False,
-            'netns_nat_egress_interface': router.uplink,
-            'netns_nat_backend': backend,
-            'netns_nat_forward_mode': 'scoped',
-            # Hosts of the connection plugin share the controller's filesystem.
-            'netns_nat_state_dir': os.path.join(ws.path, 'state', router.name),
-            'netns_nat_namespaces': [role_namespace(inner) for inner in router.inners],
         }
+        if variant == 'builtin':
+            host.update({
+                'bench_uplink': router.uplink,
+                'bench_router_address': router.address,
+                'bench_inner': [inner_facts(inner) for inner in router.inners],
+            })
+        else:
+            host.update({
+                'netns_nat_install_packages': False,
+                'netns_nat_egress_interface': router.uplink,
+                'netns_nat_backend': backend,
+                'netns_nat_forward_mode': 'scoped',
+                # Hosts of the connection plugin share the controller's filesystem.
+                'netns_nat_state_dir': os.path.join(ws.path, 'state', router.name),
+                'netns_nat_namespaces': [role_namespace(inner) for inner in router.inners],
+            })
+        hosts[router.name] = host
     path = ws.file('inventory', '.json')
     with open(path, 'w') as handle:
         json.dump({'all': {'children': {'bench_routers': {'hosts': hosts}}}}, handle)
@@ -396,7 +403,8 @@ class Bench(object):
     # 3. builtin playbook
     def builtin(self, n):
         topology = self.fresh(1, n)
-        inventory = write_inventory(self.ws, topology, self.options.module_python, self.options.backend)
+        inventory = write_inventory(self.ws, topology, self.options.module_python, self.options.backend,
+                                    variant='builtin')
         run = self.playbook('builtin.yml', inventory)
         probe(topology, 'builtin playbook N=%d' % n)
         self.add('builtin', n, 'build', run.timed)

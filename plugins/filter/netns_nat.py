@@ -17,6 +17,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import ipaddress
+import json
 import re
 from collections.abc import Mapping
 
@@ -398,8 +399,38 @@ def _dnat_rule(ns, pf):
     return rule
 
 
-def netns_nat_plan(namespaces, egress_interface='eth0', forward_mode='scoped'):
-    """The plan of the netns_nat role for one host: errors plus the list argument of each module."""
+def topology_parts(plan, settings):
+    """The part options of linuxnet.netns.netns_topology for state present and absent, each
+    as JSON text: Ansible templates, copies and converts a large argument or result value by
+    value (seconds for 500 namespaces), and a string in one piece (milliseconds)."""
+    present, absent = {}, {}
+    if plan['netns']:
+        present['netns'] = absent['netns'] = {'namespaces': plan['netns']}
+    if plan['pairs']:
+        present['veth'] = {'pairs': plan['pairs']}
+        absent['veth'] = {'pairs': plan['pairs_absent']}
+    if plan['routes']:
+        present['netns_route'] = {'routes': plan['routes']}
+    if to_bool(settings.get('forwarding', True)):
+        present['sysctl_forward'] = {'ipv4': True, 'record_dir': settings.get('state_dir')}
+    absent['sysctl_forward'] = {'restore': True, 'record_dir': settings.get('state_dir')}
+    purge = to_bool(settings.get('purge', False))
+    policy = settings.get('forward_policy')
+    if plan['rules'] or purge or policy:
+        present['nat_rule'] = {'rules': plan['rules'], 'backend': settings.get('backend', 'auto'), 'purge': purge}
+        if policy:
+            present['nat_rule']['forward_policy'] = policy
+    if plan['rules']:
+        absent['nat_rule'] = {'rules': plan['rules'], 'backend': settings.get('backend', 'auto')}
+    return {
+        'present': dict((part, json.dumps(options, sort_keys=True)) for part, options in present.items()),
+        'absent': dict((part, json.dumps(options, sort_keys=True)) for part, options in absent.items()),
+    }
+
+
+def netns_nat_plan(namespaces, egress_interface='eth0', forward_mode='scoped', topology=None):
+    """The plan of the netns_nat role for one host: errors plus the list argument of each module
+    and, with ``topology`` (the role's module settings), the netns_topology part options."""
     plan = _Plan(egress_interface, forward_mode)
     if not _is_list(namespaces):
         plan.error(VAR + ' must be a list of namespaces')
@@ -414,7 +445,12 @@ def netns_nat_plan(namespaces, egress_interface='eth0', forward_mode='scoped'):
     plan.check_duplicates(namespaces)
     plan.check_subnet_overlaps()
     plan.check_published_ports()
-    return plan.module_lists()
+    result = plan.module_lists()
+    if topology is None:
+        return result
+    # Only what the role still reads: every structure in a fact costs Ansible time per item.
+    return {'errors': result['errors'], 'namespaces': result['namespaces'],
+            'topology': topology_parts(result, dict(topology))}
 
 
 class FilterModule(object):

@@ -28,6 +28,9 @@ COMMAND_ENVIRON = {'LC_ALL': 'C', 'LANG': 'C'}
 # before either writes would both apply the same change (duplicate jumps, EEXIST).
 STATE_LOCK_PATH = '/run/linuxnet-netns.lock'
 STATE_LOCK_TIMEOUT = 300
+# Locks this process already holds: netns_topology runs several modules' calls in one
+# process, and a second flock on a new descriptor of the same file would wait for itself.
+_HELD_LOCKS = {}
 
 
 def acquire_state_lock(module, path=STATE_LOCK_PATH, timeout=STATE_LOCK_TIMEOUT):
@@ -39,11 +42,14 @@ def acquire_state_lock(module, path=STATE_LOCK_PATH, timeout=STATE_LOCK_TIMEOUT)
     """
     if module.check_mode:
         return None
+    if path in _HELD_LOCKS:
+        return _HELD_LOCKS[path]
     fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
     deadline = time.time() + timeout
     while True:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            _HELD_LOCKS[path] = fd
             return fd
         except (IOError, OSError) as exc:
             if exc.errno not in (errno.EAGAIN, errno.EACCES):
@@ -129,6 +135,14 @@ class Rollback(object):
 
     def __init__(self):
         self._undo = []
+
+    @classmethod
+    def for_call(cls, module):
+        """The rollback a module's changes register with: a new one, or the one that
+        netns_topology shares across its parts (``module.shared_rollback``), so that a
+        failing part also undoes what the parts before it created."""
+        shared = getattr(module, 'shared_rollback', None)
+        return shared if shared is not None else cls()
 
     def register(self, description, func, *args, **kwargs):
         self._undo.append((description, func, args, kwargs))

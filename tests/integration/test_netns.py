@@ -38,7 +38,8 @@ def test_single_name_form(run, netns):
     name = netns(create=False)
     result = run('netns', {'name': name})
     assert result['changed'] and result['namespaces'] == [
-        {'name': name, 'state': 'present', 'loopback': True, 'created': True, 'removed': False, 'pids': []}]
+        {'name': name, 'state': 'present', 'loopback': True, 'created': True, 'removed': False, 'changed': True,
+         'pids': []}]
     assert name in harness.list_netns() and lo_is_up(name)
 
 

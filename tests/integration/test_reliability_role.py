@@ -21,10 +21,7 @@ from tests.support import role_lab
 
 pytestmark = pytest.mark.controller_only
 
-NETNS_TASK = 'Create the inner namespaces (article step 1)'
-VETH_TASK = 'Wire each namespace to the host with a veth pair and its addresses (steps 2-5)'
-ROUTE_TASK = "Give each namespace its default route via the host side (step 6)"
-NAT_TASK = 'Source NAT, port forwards and FORWARD rules (step 8, step 9, section 2.3)'
+TOPOLOGY_TASK = 'Build the topology (article steps 1-9, section 2.3)'
 
 
 def two_namespaces(lab, **extra):
@@ -64,10 +61,12 @@ def rerun(lab):
     return run
 
 
-def assert_restored(lab, run, tasks):
-    """Exactly the tasks owning what was missing report changed (so every other task found
-    its state intact: the repair is not a blanket re-apply), and the host is as before."""
-    assert sorted(run.changed_tasks('target')) == sorted(tasks), run.output
+def assert_restored(lab, run, parts):
+    """Exactly the parts of the role's one module call that own what was missing report
+    changed (so every other part found its state intact: the repair is not a blanket
+    re-apply), and the host is as before."""
+    assert run.changed_tasks('target') == [TOPOLOGY_TASK], run.output
+    assert run.changed_parts('target') == parts, run.output
     assert role_lab.normalized(lab.snapshot()) == lab.reference
 
 
@@ -76,7 +75,7 @@ def test_flushed_nat_rules_are_restored(drift):
     assert table, 'the role put no rule in the nft table'
     harness.nsexec(drift.host, ['nft', 'flush', 'table', 'inet', 'linuxnet_netns'])
     assert not [line for line in harness.rulesets(drift.host)['nft'] if 'lnt:' in line]
-    assert_restored(drift, rerun(drift), [NAT_TASK])
+    assert_restored(drift, rerun(drift), ['nat_rule'])
 
 
 def test_deleted_veth_is_restored(drift):
@@ -84,12 +83,12 @@ def test_deleted_veth_is_restored(drift):
     harness.sh(['ip', '-n', drift.host, 'link', 'del', 'veth1'])
     assert 'veth2' not in harness.links(drift.first)
     assert not [r for r in harness.routes(drift.first) if r.startswith('default')]
-    assert_restored(drift, rerun(drift), [VETH_TASK, ROUTE_TASK])
+    assert_restored(drift, rerun(drift), ['veth', 'netns_route'])
 
 
 def test_deleted_route_is_restored(drift):
     harness.sh(['ip', '-n', drift.second, 'route', 'del', 'default'])
-    assert_restored(drift, rerun(drift), [ROUTE_TASK])
+    assert_restored(drift, rerun(drift), ['netns_route'])
 
 
 def test_namespace_deleted_by_hand_is_recreated(drift):
@@ -98,7 +97,7 @@ def test_namespace_deleted_by_hand_is_recreated(drift):
     half-made. The next run creates namespace, pair and route again."""
     harness.delete_netns(drift.second)
     assert harness.wait_for(lambda: 'veth3' not in harness.links(drift.host), timeout=10.0), harness.links(drift.host)
-    assert_restored(drift, rerun(drift), [NETNS_TASK, VETH_TASK, ROUTE_TASK])
+    assert_restored(drift, rerun(drift), ['netns', 'veth', 'netns_route'])
 
 
 def test_namespace_deleted_while_a_process_keeps_it_is_repaired(drift):

@@ -36,8 +36,10 @@ def nsexec(ns, argv, check=True, input=None):
     return sh(['ip', 'netns', 'exec', ns] + list(argv), check=check, input=input)
 
 
-def run_module(name, args=None, check=False, diff=False, python=None):
-    """Execute plugins/modules/NAME.py as Ansible would (JSON args file), return its result."""
+def run_module(name, args=None, check=False, diff=False, python=None, netns=None):
+    """Execute plugins/modules/NAME.py as Ansible would (JSON args file), return its result;
+    with ``netns``, the module process runs inside that namespace (as through the
+    linuxnet.netns.netns connection plugin), so its own namespace is that one."""
     import sys
     ensure_collection_link()
     module_args = dict(args or {})
@@ -53,8 +55,11 @@ def run_module(name, args=None, check=False, diff=False, python=None):
         collections_root = os.path.dirname(os.path.dirname(os.path.dirname(COLLECTION_LINK)))
         env['PYTHONPATH'] = collections_root + os.pathsep + env.get('PYTHONPATH', '')
         interpreter = python or MODULE_PYTHON or sys.executable
+        # nsenter, not `ip netns exec`: that one also makes a private mount namespace, and
+        # namespaces the module creates would be mounted only in there.
+        prefix = ['nsenter', '--net=/run/netns/%s' % netns] if netns else []
         proc = subprocess.run(
-            [interpreter, '-m', 'ansible_collections.linuxnet.netns.plugins.modules.%s' % name, args_path],
+            prefix + [interpreter, '-m', 'ansible_collections.linuxnet.netns.plugins.modules.%s' % name, args_path],
             capture_output=True, text=True, env=env, check=False)
     finally:
         os.unlink(args_path)

@@ -67,6 +67,22 @@ def playbook_argv(inventory, extra_vars_file=None, check=False, extra_vars=None,
     return argv
 
 
+def _result_from(text, following):
+    """The JSON result after '=>': on the status line itself, or (debug prints it indented)
+    continued on the following lines up to the closing brace at the line's start."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        pass
+    for end, line in enumerate(following):
+        if line == '}':
+            try:
+                return json.loads('\n'.join([text] + following[:end + 1]))
+            except ValueError:
+                return None
+    return None
+
+
 class PlaybookRun(object):
     """The outcome of one ansible-playbook run, parsed from its default output."""
 
@@ -77,7 +93,8 @@ class PlaybookRun(object):
         self.stderr = stderr
         self.events = []  # (task, host, status, result dict or None)
         task = None
-        for line in stdout.splitlines():
+        lines = stdout.splitlines()
+        for index, line in enumerate(lines):
             match = _TASK_RE.match(line)
             if match:
                 task = match.group(1)
@@ -89,10 +106,7 @@ class PlaybookRun(object):
                 status, host, rest = match.groups()
                 result = None
                 if '=> {' in rest:
-                    try:
-                        result = json.loads(rest[rest.index('=> {') + 3:])
-                    except ValueError:
-                        result = None
+                    result = _result_from(rest[rest.index('=> {') + 3:], lines[index + 1:])
                 self.events.append((task, host, 'failed' if status == 'fatal' else status, result))
 
     @property
@@ -106,6 +120,14 @@ class PlaybookRun(object):
 
     def changed_tasks(self, host):
         return [task for task, name, status, dummy in self.events if name == host and status == 'changed']
+
+    def changed_parts(self, host):
+        """The parts of the role's netns_topology call that changed something on ``host``
+        (printed by the test playbook's 'Show what moved' task)."""
+        for task, name, dummy, result in self.events:
+            if task == 'Show what moved' and name == host and result is not None:
+                return result['netns_nat_applied.changed_parts']
+        raise AssertionError('no "Show what moved" result for %s in:\n%s' % (host, self.output))
 
     def failure(self, host):
         """The result of the task that failed for ``host`` (None if none did)."""

@@ -7,7 +7,7 @@ from ansible_collections.linuxnet.netns.plugins.module_utils import nat_iptables
 from ansible_collections.linuxnet.netns.plugins.module_utils import nat_model as m
 from ansible_collections.linuxnet.netns.plugins.module_utils import nat_nftables as nft
 from ansible_collections.linuxnet.netns.plugins.module_utils.validation import ValidationError
-from ansible_collections.linuxnet.netns.plugins.modules import nat_rule
+from ansible_collections.linuxnet.netns.plugins.module_utils import nat_rule_call as nat_rule
 
 OURS = ('*nat\n:POSTROUTING ACCEPT [0:0]\n:LNT-POSTROUTING - [0:0]\n'
         '-A POSTROUTING -m comment --comment "lnt:jump" -j LNT-POSTROUTING\nCOMMIT\n')

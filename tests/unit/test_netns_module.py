@@ -8,7 +8,8 @@ import yaml
 
 from ansible.module_utils.testing import patch_module_args
 
-from ansible_collections.linuxnet.netns.plugins.modules import netns
+from ansible_collections.linuxnet.netns.plugins.module_utils import netns_call as netns
+from ansible_collections.linuxnet.netns.plugins.modules import netns as netns_module
 
 
 def params(**overrides):
@@ -114,7 +115,7 @@ def test_stale_placeholder_file_counts_as_missing():
 def run_main(args, capsys):
     with patch_module_args(args):
         with pytest.raises(SystemExit) as exc:
-            netns.main()
+            netns_module.main()
     return exc.value.code, json.loads(capsys.readouterr().out)
 
 
@@ -141,7 +142,7 @@ def test_invalid_name_fails_before_touching_anything(capsys):
 
 
 def test_documentation_matches_argument_spec():
-    doc = yaml.safe_load(netns.DOCUMENTATION)
+    doc = yaml.safe_load(netns_module.DOCUMENTATION)
     spec = netns.argument_spec()
     assert set(doc['options']) == set(spec)
     for name, option in spec.items():

@@ -4,6 +4,7 @@ template gave (fixtures/plan.json.j2 is roles/netns_nat/templates/plan.json.j2 o
 rendered here as the template lookup did), for valid input and for every class of input error;
 and it plans 500 namespaces in well under a second (the template took ~20 s)."""
 import copy
+import json
 import os
 import time
 
@@ -278,3 +279,58 @@ def test_a_missing_interface_is_reported_where_the_template_crashed(missing):
     plan = netns_nat_plan([namespace])
     assert plan['errors'] == ['netns_nat_namespaces[0].%s="": an interface name is 1 to 15 letters, digits, '
                               '_ . @ + -' % missing]
+
+
+# --- the part options of the role's netns_topology calls ---------------------------------------
+
+def article_namespace(**extra):
+    ns = {'name': 'myspace', 'host_interface': 'veth1', 'host_address': '192.168.45.2/24',
+          'inner_interface': 'veth2', 'inner_address': '192.168.45.3/24',
+          'port_forwards': [{'published_port': 8080, 'target_port': 80}]}
+    ns.update(extra)
+    return ns
+
+
+ROLE_SETTINGS = {'backend': 'iptables', 'purge': False, 'forward_policy': None, 'forwarding': True,
+                 'state_dir': '/run/linuxnet-netns'}
+
+
+def parts(state, namespaces, **settings):
+    plan = netns_nat_plan(namespaces, topology=dict(ROLE_SETTINGS, **settings))
+    return dict((part, json.loads(text)) for part, text in plan['topology'][state].items())
+
+
+def test_topology_parts_hold_the_same_lists_as_the_plan():
+    lists = netns_nat_plan([article_namespace()])
+    present = parts('present', [article_namespace()])
+    assert list(present) == ['netns', 'veth', 'netns_route', 'sysctl_forward', 'nat_rule']
+    assert present['netns'] == {'namespaces': lists['netns']}
+    assert present['veth'] == {'pairs': lists['pairs']}
+    assert present['netns_route'] == {'routes': lists['routes']}
+    assert present['sysctl_forward'] == {'ipv4': True, 'record_dir': '/run/linuxnet-netns'}
+    assert present['nat_rule'] == {'rules': lists['rules'], 'backend': 'iptables', 'purge': False}
+    absent = parts('absent', [article_namespace()])
+    assert absent == {'netns': {'namespaces': lists['netns']}, 'veth': {'pairs': lists['pairs_absent']},
+                      'sysctl_forward': {'restore': True, 'record_dir': '/run/linuxnet-netns'},
+                      'nat_rule': {'rules': lists['rules'], 'backend': 'iptables'}}
+
+
+def test_with_topology_the_plan_keeps_only_what_the_role_reads():
+    plan = netns_nat_plan([article_namespace()], topology=ROLE_SETTINGS)
+    assert sorted(plan) == ['errors', 'namespaces', 'topology']
+    assert all(isinstance(text, str) for state in ('present', 'absent') for text in plan['topology'][state].values())
+
+
+def test_topology_parts_leave_out_what_has_nothing_to_do():
+    present = parts('present', [article_namespace(default_route=False, source_nat='none', port_forwards=[])],
+                    forwarding=False)
+    assert sorted(present) == ['netns', 'veth']  # no route, no forwarding, no rule
+    assert sorted(parts('present', [])) == ['sysctl_forward']
+    assert sorted(parts('absent', [])) == ['sysctl_forward']  # forwarding goes back in any case
+
+
+def test_purge_or_a_forward_policy_alone_still_calls_the_nat_rule_part():
+    assert parts('present', [], purge=True)['nat_rule'] == {'rules': [], 'backend': 'iptables', 'purge': True}
+    assert parts('present', [], forward_policy='drop')['nat_rule'] == {
+        'rules': [], 'backend': 'iptables', 'purge': False, 'forward_policy': 'drop'}
+    assert 'nat_rule' not in parts('absent', [], purge=True)

@@ -13,7 +13,8 @@ from ansible.module_utils.testing import patch_module_args
 from ansible_collections.linuxnet.netns.plugins.doc_fragments.netns import ModuleDocFragment
 from ansible_collections.linuxnet.netns.plugins.module_utils import links
 from ansible_collections.linuxnet.netns.plugins.module_utils.links import Link, NamespaceState
-from ansible_collections.linuxnet.netns.plugins.modules import veth
+from ansible_collections.linuxnet.netns.plugins.module_utils import veth_call as veth
+from ansible_collections.linuxnet.netns.plugins.modules import veth as veth_module
 
 
 def ip(text):
@@ -115,7 +116,7 @@ def test_same_name_in_two_namespaces_is_fine():
 def run_main(args, capsys):
     with patch_module_args(args):
         with pytest.raises(SystemExit) as exc:
-            veth.main()
+            veth_module.main()
     return exc.value.code, json.loads(capsys.readouterr().out)
 
 
@@ -170,7 +171,7 @@ def compare_spec(spec, documented, path=''):
 
 
 def test_documentation_matches_argument_spec():
-    assert compare_spec(veth.argument_spec(), documented_options(veth)) == []
+    assert compare_spec(veth.argument_spec(), documented_options(veth_module)) == []
 
 
 # --- pure helpers ------------------------------------------------------------------

@@ -1,0 +1,365 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) linuxnet.netns contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""What the nat_rule module does, callable in-process: NAT and FORWARD rules through
+iptables-restore or nft (plugins/modules/nat_rule.py and plugins/modules/netns_topology.py run it)."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import ipaddress
+
+from ansible_collections.linuxnet.netns.plugins.module_utils import conntrack
+from ansible_collections.linuxnet.netns.plugins.module_utils import nat_iptables as ipt
+from ansible_collections.linuxnet.netns.plugins.module_utils import nat_nftables as nft
+from ansible_collections.linuxnet.netns.plugins.module_utils.common import (
+    acquire_state_lock,
+    COMMAND_ENVIRON,
+    Report,
+    Rollback,
+    collect_items,
+    fail_from_exception,
+)
+from ansible_collections.linuxnet.netns.plugins.module_utils.nat_model import (
+    RULE_KEYS,
+    conntrack_cleanups,
+    iptables_entries,
+    managed_ids,
+    nft_entries,
+    parse_rules,
+    plan_entries,
+    stale_entries,
+)
+from ansible_collections.linuxnet.netns.plugins.module_utils.netns_session import iproute, require_pyroute2
+from ansible_collections.linuxnet.netns.plugins.module_utils.nscmd import NetnsRunner
+from ansible_collections.linuxnet.netns.plugins.module_utils.validation import ValidationError
+
+RULE_OPTIONS = tuple(key for key in RULE_KEYS if key != 'state')
+
+
+def argument_spec():
+    rule = dict(
+        kind=dict(type='str', choices=['masquerade', 'snat', 'dnat']),
+        source=dict(type='str'),
+        destination=dict(type='str'),
+        out_interface=dict(type='str'),
+        in_interface=dict(type='str'),
+        to_source=dict(type='str'),
+        protocol=dict(type='str', choices=['tcp', 'udp', 'sctp']),
+        port=dict(type='raw'),
+        to_address=dict(type='str'),
+        to_port=dict(type='int'),
+        forward=dict(type='str', choices=['scoped', 'both', 'none']),
+        hairpin=dict(type='bool'),
+    )
+    item = dict(rule, namespace=dict(type='str'), state=dict(type='str', choices=['present', 'absent']))
+    item['kind'] = dict(type='str', choices=['masquerade', 'snat', 'dnat'], required=True)
+    spec = dict(rule)
+    spec.update(
+        namespace=dict(type='str'),
+        backend=dict(type='str', choices=['auto', 'iptables', 'nftables'], default='auto'),
+        state=dict(type='str', choices=['present', 'absent'], default='present'),
+        rules=dict(type='list', elements='dict', options=item),
+        purge=dict(type='bool', default=False),
+        forward_policy=dict(type='str', choices=['accept', 'drop']),
+        conntrack_cleanup=dict(type='bool', default=True),
+    )
+    return spec
+
+
+class NamespacePlan(object):
+    """Everything one namespace needs: its runner, the backend chosen, the state read,
+    the transactions to apply, and what they add and remove."""
+
+    def __init__(self, namespace, runner):
+        self.namespace = namespace
+        self.runner = runner
+        self.backend = None
+        self.views = {}
+        self.table = None
+        self.transactions = []
+        self.before = []
+        self.removed_entries = []
+        self.added_entries = []
+        self.kept_entries = []
+        self.cleanups = []
+        self.conntrack_deleted = 0
+        self.applied = False
+
+    @property
+    def rules_added(self):
+        return [line for tx in self.transactions for line in tx.added]
+
+    @property
+    def rules_removed(self):
+        return [line for tx in self.transactions for line in tx.removed]
+
+    def commands(self):
+        return [self.runner.describe_text(cmd) for tx in self.transactions for cmd in tx.commands]
+
+
+def wanted_items(params):
+    """The (field, item) pairs of the call; none when only policy/purge are asked for."""
+    if params.get('rules') is None and params.get('kind') is None:
+        return []
+    return collect_items(params, 'rules', RULE_KEYS + ('namespace',), defaults_from_top=('state', 'namespace'))
+
+
+def call_namespaces(rules, params):
+    names = []
+    for rule in rules:
+        if rule.namespace not in names:
+            names.append(rule.namespace)
+    if not names:
+        names.append(params.get('namespace'))
+    return names
+
+
+def choose_backend(requested, plan, nft_ok, warnings):
+    ours_in_iptables = any(view.our_chains() for view in plan.views.values())
+    if requested == 'nftables':
+        if not nft_ok:
+            raise ValidationError('backend', requested, 'nft is not installed or cannot list the ruleset '
+                                                        'in namespace %s' % (plan.namespace or '(own)'))
+        if ours_in_iptables and not plan.table.exists:
+            warnings.append('namespace %s has rules of ours in iptables chains (LNT-*); they are left as '
+                            'they are' % (plan.namespace or '(own)'))
+        return 'nftables'
+    if requested == 'iptables':
+        if not plan.views:
+            raise ValidationError('backend', requested, 'iptables-save/iptables-restore are not installed')
+        if plan.table is not None and plan.table.exists:
+            warnings.append('namespace %s has rules of ours in the nftables table %s; they are left as '
+                            'they are' % (plan.namespace or '(own)', nft.TABLE_REF))
+        return 'iptables'
+    if plan.table is not None and plan.table.exists:
+        return 'nftables'
+    if ours_in_iptables or not nft_ok:
+        if not plan.views:
+            raise ValidationError('backend', requested, 'neither nft nor iptables-restore can be used')
+        return 'iptables'
+    if any(view.variant == 'legacy' and view.has_content() for view in plan.views.values()):
+        return 'iptables'
+    return 'nftables'
+
+
+def plan_namespace(plan, rules, params, warnings):
+    runner = plan.runner
+    plan.views = ipt.read_views(runner)
+    nft_ok = nft.nft_available(runner)
+    plan.table = nft.read_table(runner) if nft_ok else None
+    plan.backend = choose_backend(params['backend'], plan, nft_ok, warnings)
+    mine = [rule for rule in rules if rule.namespace == plan.namespace]
+    policy = params.get('forward_policy')
+    if plan.backend == 'iptables':
+        _plan_iptables(plan, mine, rules, params, policy)
+    else:
+        _plan_nftables(plan, mine, rules, params, policy)
+    if nft_ok:
+        for where in nft.foreign_forward_drops(runner):
+            warnings.append('namespace %s: the nft chain %s drops forwarded packets by policy; accepts of '
+                            'ours cannot override it' % (plan.namespace or '(own)', where))
+    # Policies show in the diff only when they change.
+    plan.before.extend(change[0] for tx in plan.transactions for change in tx.policies)
+
+
+def _plan_iptables(plan, mine, rules, params, policy):
+    chosen = dict((family, ipt.choose_view(plan.views, family)) for family in (4, 6))
+    current = [entry for view in chosen.values() if view for entry in view.entries()]
+    desired = iptables_entries(mine)
+    ids = managed_ids(rules, current, params['purge'], plan.namespace)
+    keep, remove, add = plan_entries(current, desired, ids)
+    plan.kept_entries, plan.removed_entries, plan.added_entries = keep, remove, add
+    for family in (4, 6):
+        view = chosen[family]
+        pick = [e for e in add if e.family == family]
+        if view is None:
+            if pick:
+                raise ValidationError('backend', 'iptables', '%s is not installed'
+                                      % ipt.tool(family, None, 'restore'))
+            continue
+        plan.before.extend(ipt.current_lines(view))
+        plan.transactions.extend(ipt.plan_view(
+            view, [e for e in keep if e.family == family], [e for e in remove if e.family == family], pick,
+            policy=policy.upper() if policy else None))
+
+
+def _plan_nftables(plan, mine, rules, params, policy):
+    state = plan.table
+    current = state.entries
+    desired = nft_entries(mine)
+    ids = managed_ids(rules, current, params['purge'], plan.namespace)
+    keep, remove, add = plan_entries(current, desired, ids)
+    plan.kept_entries, plan.removed_entries, plan.added_entries = keep, remove, add
+    plan.before.extend(nft.current_lines(state))
+    plan.transactions.extend(nft.plan_table(state, keep, remove, add, policy))
+    plan.transactions.extend(_mirror_forward(plan, mine, rules, params, policy))
+
+
+def _mirror_forward(plan, mine, rules, params, policy):
+    """FORWARD accepts written into iptables where its FORWARD chain can drop (and removed
+    where it no longer can): an accept in our nft table alone would not let packets through."""
+    transactions = []
+    wanted = iptables_entries(mine, roles=('forward',))
+    for (family, variant), view in sorted(plan.views.items(), key=ipt.view_order):
+        filter_table = view.table('filter')
+        view_policy = None
+        if policy == 'accept' and 'FORWARD' in filter_table['chains'] and view.policy() != 'ACCEPT':
+            view_policy = 'ACCEPT'
+        restrictive = 'FORWARD' in filter_table['chains'] and view.forward_restrictive(view_policy)
+        current = [entry for entry in view.entries() if entry.table == 'filter']
+        if not restrictive and not current and not view_policy:
+            continue
+        desired = [entry for entry in wanted if entry.family == family] if restrictive else []
+        ids = managed_ids(rules, current, params['purge'], plan.namespace)
+        keep, remove, add = plan_entries(current, desired, ids)
+        plan.before.extend(line for line in ipt.current_lines(view) if ' filter: ' in line)
+        transactions.extend(ipt.plan_view(view, keep, remove, add, policy=view_policy, tables=('filter',)))
+    return transactions
+
+
+def local_addresses(namespace):
+    """Addresses of the namespace's interfaces (a DNAT without destination publishes on them)."""
+    result = set()
+    with iproute(namespace) as ipr:
+        for msg in ipr.get_addr():
+            value = msg.get_attr('IFA_LOCAL') or msg.get_attr('IFA_ADDRESS')
+            if value:
+                result.add(ipaddress.ip_address(value.split('%')[0]))
+    return result
+
+
+def clean_conntrack(plan, rules):
+    """Delete the conntrack entries the applied change made stale; returns the count."""
+    plan.cleanups = conntrack_cleanups(rules, plan.removed_entries, plan.added_entries, plan.namespace,
+                                       kept=plan.kept_entries)
+    if not plan.cleanups:
+        return 0
+    locals_ = local_addresses(plan.namespace) if any(c.destination is None for c in plan.cleanups) else set()
+    deleted = 0
+    done = set()
+    for family in sorted(set(c.family for c in plan.cleanups)):
+        entries = conntrack.list_entries(plan.namespace, family)
+        for cleanup in (c for c in plan.cleanups if c.family == family):
+            for entry in stale_entries(cleanup, entries, locals_):
+                orig, reply = entry['original'], entry['reply']
+                key = (cleanup.protocol, orig['dst'], orig['dport'], reply['src'], reply.get('sport'))
+                if key in done:
+                    continue
+                done.add(key)
+                deleted += conntrack.delete_entries(plan.namespace, family, protocol=cleanup.protocol,
+                                                    orig_dst=orig['dst'], orig_dport=orig['dport'],
+                                                    reply_src=reply['src'], reply_sport=reply.get('sport'))
+    return deleted
+
+
+def restore_namespace(plan):
+    """Undo an applied plan: re-read and write the lines and policies found before."""
+    views = ipt.read_views(plan.runner)
+    for (family, variant), old in plan.views.items():
+        new = views.get((family, variant))
+        if new is None:
+            continue
+        current = new.entries()
+        before = old.entries()
+        ids = set(e.rule_id for e in current + before)
+        keep, remove, add = plan_entries(current, before, ids)
+        policy = old.policy() if new.policy() != old.policy() else None
+        for tx in ipt.plan_view(new, keep, remove, add, policy=policy):
+            if tx.guard is None or tx.guard(plan.runner):
+                plan.runner.run(tx.argv, data=tx.data)
+    if plan.table is not None and plan.backend == 'nftables':
+        state = nft.read_table(plan.runner)
+        ids = set(e.rule_id for e in state.entries + plan.table.entries)
+        keep, remove, add = plan_entries(state.entries, plan.table.entries, ids)
+        policy = plan.table.policy() if plan.table.exists else 'accept'
+        for tx in nft.plan_table(state, keep, remove, add, policy):
+            plan.runner.run(tx.argv, data=tx.data)
+
+
+def build_result(module, plans):
+    report = Report()
+    for plan in plans:
+        after = list(plan.before)
+        for line in plan.rules_removed + [policy[0] for tx in plan.transactions for policy in tx.policies]:
+            if line in after:
+                after.remove(line)
+        after.extend(plan.rules_added + [policy[1] for tx in plan.transactions for policy in tx.policies])
+        report.before.extend(plan.before)
+        report.after.extend(after)
+        report.command(*plan.commands())
+    backends = []
+    for plan in plans:
+        if plan.backend not in backends:
+            backends.append(plan.backend)
+    return report.result(
+        module, header='nat rules',
+        backend=','.join(backends),
+        rules_added=[line for plan in plans for line in plan.rules_added],
+        rules_removed=[line for plan in plans for line in plan.rules_removed],
+        conntrack_deleted=sum(plan.conntrack_deleted for plan in plans),
+        namespaces=[dict(namespace=plan.namespace, backend=plan.backend, changed=bool(plan.transactions),
+                         rules_added=plan.rules_added, rules_removed=plan.rules_removed,
+                         conntrack_deleted=plan.conntrack_deleted) for plan in plans],
+    )
+
+
+# The argument spec's rules besides the spec itself (AnsibleModule keywords).
+ARGUMENT_RULES = dict(
+    mutually_exclusive=[('rules', option) for option in RULE_OPTIONS],
+    required_by=dict((option, 'kind') for option in RULE_OPTIONS if option != 'kind'),
+)
+
+
+def run(module):
+    """The nat_rule module's whole call on ``module`` (an AnsibleModule, or the part view of
+    netns_topology): ends in module.exit_json or module.fail_json."""
+    module.run_command_environ_update = COMMAND_ENVIRON
+    require_pyroute2(module)
+    params = module.params
+
+    try:
+        rules = parse_rules(wanted_items(params), default_namespace=params.get('namespace'))
+    except ValidationError as exc:
+        errors = getattr(exc, 'errors', [exc])
+        fail_from_exception(module, exc, errors=[str(error) for error in errors])
+
+    acquire_state_lock(module)
+    warnings = []
+    plans = []
+    try:
+        runners = [(name, NetnsRunner(module, name)) for name in call_namespaces(rules, params)]
+        for name, runner in runners:
+            plan = NamespacePlan(name, runner)
+            plan_namespace(plan, rules, params, warnings)
+            plans.append(plan)
+    except Exception as exc:  # nothing has been changed yet
+        fail_from_exception(module, exc)
+
+    rollback = Rollback.for_call(module)
+    if not module.check_mode:
+        try:
+            for plan in plans:
+                for tx in plan.transactions:
+                    if tx.guard is not None and not tx.guard(plan.runner):
+                        continue
+                    plan.runner.run(tx.argv, data=tx.data)
+                    if not plan.applied:
+                        plan.applied = True
+                        rollback.register('restore the rules of namespace %s' % (plan.namespace or '(own)'),
+                                          restore_namespace, plan)
+        except Exception as exc:
+            fail_from_exception(module, exc, rollback)
+        if params['conntrack_cleanup']:
+            for plan in plans:
+                try:
+                    plan.conntrack_deleted = clean_conntrack(plan, rules)
+                except Exception as exc:  # the rules are right; report, do not undo them
+                    warnings.append('namespace %s: deleting stale conntrack entries failed: %s'
+                                    % (plan.namespace or '(own)', exc))
+
+    for warning in warnings:
+        module.warn(warning)
+    module.exit_json(**build_result(module, plans))

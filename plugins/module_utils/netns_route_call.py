@@ -1,0 +1,193 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) linuxnet.netns contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""What the netns_route module does, callable in-process: validate, read, plan and apply
+routes in namespaces (plugins/modules/netns_route.py and plugins/modules/netns_topology.py run it)."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import contextlib
+
+from ansible_collections.linuxnet.netns.plugins.module_utils.common import (
+    acquire_state_lock,
+    COMMAND_ENVIRON,
+    Report,
+    Rollback,
+    collect_items,
+    fail_from_exception,
+)
+from ansible_collections.linuxnet.netns.plugins.module_utils.netns_session import (
+    entered,
+    NamespaceMissing,
+    iproute,
+    namespace_exists,
+    require_pyroute2,
+)
+from ansible_collections.linuxnet.netns.plugins.module_utils.routes import (
+    ITEM_KEYS,
+    apply_change,
+    change_commands,
+    check_against_namespace,
+    check_duplicates,
+    plan_route,
+    read_namespace_state,
+    report_lines,
+    validate_route,
+)
+from ansible_collections.linuxnet.netns.plugins.module_utils.validation import ValidationError
+
+ROUTE_OPTIONS = ('dest', 'gateway', 'device', 'metric', 'table', 'family', 'onlink')
+
+
+def argument_spec():
+    route = dict(
+        dest=dict(type='str'),
+        gateway=dict(type='str'),
+        device=dict(type='str'),
+        metric=dict(type='int'),
+        table=dict(type='int'),
+        family=dict(type='str', choices=['ipv4', 'ipv6']),
+        onlink=dict(type='bool', default=False),
+    )
+    item = dict(route, namespace=dict(type='str'), state=dict(type='str', choices=['present', 'absent']))
+    item['dest'] = dict(type='str', required=True)
+    spec = dict(route)
+    spec.update(
+        namespace=dict(type='str'),
+        state=dict(type='str', choices=['present', 'absent'], default='present'),
+        routes=dict(type='list', elements='dict', options=item),
+    )
+    return spec
+
+
+def validate_all(module):
+    """Every request checked on its own; all errors are collected before failing."""
+    wanted, errors = [], []
+    for field, item in collect_items(module.params, 'routes', ITEM_KEYS, defaults_from_top=('state', 'namespace')):
+        try:
+            wanted.append(validate_route(field, item))
+        except ValidationError as exc:
+            errors.append(exc)
+    errors.extend(check_duplicates(wanted))
+    reported = set()
+    for route in wanted:
+        if route.namespace and route.namespace not in reported and not namespace_exists(route.namespace):
+            reported.add(route.namespace)
+            errors.append(ValidationError(route.field + 'namespace', route.namespace,
+                                          'network namespace %s does not exist (/run/netns/%s is missing); '
+                                          'create it first (linuxnet.netns.netns)' % (route.namespace, route.namespace)))
+    return wanted, errors
+
+
+def fail_on(module, errors):
+    if errors:
+        fail_from_exception(module, errors[0], errors=[str(error) for error in errors])
+
+
+def plan_all(wanted, states):
+    changes, errors = [], []
+    for route in wanted:
+        state = states[route.namespace]
+        try:
+            check_against_namespace(route, state)
+            changes.append(plan_route(route, state))
+        except ValidationError as exc:
+            errors.append(exc)
+    return changes, errors
+
+
+def read_states(wanted):
+    """Each namespace's links, addresses and routes, read once, for the IP versions its
+    requests are about (a namespace holding only IPv4 requests never has its IPv6 routes
+    read)."""
+    versions = {}
+    for route in wanted:
+        versions.setdefault(route.namespace, set()).add(route.version)
+    states = {}
+    for namespace, namespace_versions in versions.items():
+        with entered(namespace):
+            states[namespace] = read_namespace_state(namespace, namespace_versions)
+    return states
+
+
+class RouteWriter(object):
+    """``route()`` requests in one namespace. While the apply loop runs they go through the
+    socket opened for it (a socket stays bound to the namespace it was opened in, and the
+    process stays in that namespace while it is open); undo actions that run later, from
+    netns_topology's shared rollback after a later part failed, open a socket of their own."""
+
+    def __init__(self, namespace):
+        self.namespace = namespace
+        self.ipr = None
+
+    def route(self, *args, **kwargs):
+        if self.ipr is not None:
+            return self.ipr.route(*args, **kwargs)
+        with iproute(self.namespace) as ipr:
+            return ipr.route(*args, **kwargs)
+
+
+def apply_all(module, changes, states):
+    """Write the changes through one pyroute2 socket per namespace that has any, open until
+    this call's own rollback (if one is needed) has run."""
+    links = dict((namespace, dict(state.links)) for namespace, state in states.items())
+    rollback = Rollback.for_call(module)
+    writers = {}
+    with contextlib.ExitStack() as stack:
+        try:
+            for change in changes:
+                if not change.changed:
+                    continue
+                namespace = change.wanted.namespace
+                if namespace not in writers:
+                    writers[namespace] = RouteWriter(namespace)
+                    writers[namespace].ipr = stack.enter_context(iproute(namespace))
+                apply_change(writers[namespace], change, links[namespace], rollback)
+        except Exception as exc:  # undo this call's changes, then fail with the reason
+            fail_from_exception(module, exc, rollback)
+        finally:
+            for writer in writers.values():
+                writer.ipr = None
+
+
+def build_report(changes):
+    report = Report()
+    for change in changes:
+        before, after = report_lines(change)
+        report.before.extend(before)
+        report.after.extend(after)
+        report.command(*change_commands(change))
+    return report
+
+
+# The argument spec's rules besides the spec itself (AnsibleModule keywords).
+ARGUMENT_RULES = dict(
+    mutually_exclusive=[('routes', option) for option in ROUTE_OPTIONS],
+    required_one_of=[('routes', 'dest')],
+)
+
+
+def run(module):
+    """The netns_route module's whole call on ``module`` (an AnsibleModule, or the part view of
+    netns_topology): ends in module.exit_json or module.fail_json."""
+    module.run_command_environ_update = COMMAND_ENVIRON
+    require_pyroute2(module)
+
+    wanted, errors = validate_all(module)
+    fail_on(module, errors)
+
+    acquire_state_lock(module)
+    try:
+        states = read_states(wanted)
+    except (NamespaceMissing, OSError) as exc:  # deleted since validation, or netlink refused the dump
+        fail_from_exception(module, exc)
+    changes, errors = plan_all(wanted, states)
+    fail_on(module, errors)
+    report = build_report(changes)
+    if not module.check_mode:
+        apply_all(module, changes, states)
+    module.exit_json(routes=[change.result() for change in changes],
+                     **report.result(module, header='routes'))

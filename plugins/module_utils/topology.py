@@ -1,0 +1,241 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) linuxnet.netns contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""netns_topology: the five state modules' calls run one after the other in one process.
+
+Each part is validated by its own module's argument spec and runs its own module's code
+(``<kind>_call.run``) on a view of the real AnsibleModule; the view turns exit_json and
+fail_json into exceptions, so the parts' results come back here instead of ending the
+process. All parts register their undo actions with one shared Rollback: when a part
+fails, what the parts before it created is removed too.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import json
+
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+
+from ansible_collections.linuxnet.netns.plugins.module_utils import (
+    nat_rule_call, netns_call, netns_route_call, sysctl_forward_call, veth_call)
+from ansible_collections.linuxnet.netns.plugins.module_utils.common import COMMAND_ENVIRON, Rollback
+
+# name: (module code, list option, whether the part takes a top-level state)
+PARTS = {
+    'netns': (netns_call, 'namespaces', True),
+    'veth': (veth_call, 'pairs', True),
+    'netns_route': (netns_route_call, 'routes', True),
+    'sysctl_forward': (sysctl_forward_call, 'settings', False),
+    'nat_rule': (nat_rule_call, 'rules', True),
+}
+
+# Building goes outside in (namespaces before what lives in them, forwarding before the
+# rules that use it); removing goes inside out (rules refer to the links and subnets).
+ORDER = {
+    'present': ('netns', 'veth', 'netns_route', 'sysctl_forward', 'nat_rule'),
+    'absent': ('nat_rule', 'netns_route', 'veth', 'netns', 'sysctl_forward'),
+}
+
+NAMESPACE_KEYS = ('namespace', 'peer_namespace')
+
+# The per-object lists of the parts' results, which report=changed trims.
+OBJECT_LISTS = {'netns': 'namespaces', 'veth': 'pairs', 'netns_route': 'routes'}
+
+
+# BaseException, like the SystemExit of AnsibleModule's exit_json/fail_json: a part's
+# ``except Exception`` around its own fail_json must not catch and re-report it.
+class PartExit(BaseException):
+    """A part's exit_json: its result."""
+
+    def __init__(self, result):
+        super(PartExit, self).__init__('exit_json')
+        self.result = result
+
+
+class PartFailure(BaseException):
+    """A part's fail_json: msg and the other fields it gave."""
+
+    def __init__(self, part, fields):
+        super(PartFailure, self).__init__(fields.get('msg', 'failed'))
+        self.part = part
+        self.fields = fields
+
+
+class PartModule(object):
+    """What a module's ``run`` needs of an AnsibleModule, for one part of the topology."""
+
+    def __init__(self, parent, part, params, shared_rollback):
+        code = PARTS[part][0]
+        validator = ArgumentSpecValidator(code.argument_spec(), **code.ARGUMENT_RULES)
+        validated = validator.validate(params)
+        if validated.error_messages:
+            messages = list(validated.error_messages)
+            if validated.unsupported_parameters:  # AnsibleModule's wording for the same mistake
+                messages[0] = 'unsupported parameters of %s: %s' % (part, messages[0])
+            raise PartFailure(part, dict(msg='invalid input: %s' % '; '.join(messages), errors=messages))
+        self.params = validated.validated_parameters
+        self.check_mode = parent.check_mode
+        self._diff = parent._diff
+        self.shared_rollback = shared_rollback
+        self._parent = parent
+        self._part = part
+
+    def warn(self, warning):
+        self._parent.warn('%s: %s' % (self._part, warning))
+
+    def run_command(self, *args, **kwargs):
+        return self._parent.run_command(*args, **kwargs)
+
+    def get_bin_path(self, *args, **kwargs):
+        return self._parent.get_bin_path(*args, **kwargs)
+
+    def atomic_move(self, *args, **kwargs):
+        return self._parent.atomic_move(*args, **kwargs)
+
+    def exit_json(self, **result):
+        raise PartExit(result)
+
+    def fail_json(self, **fields):
+        raise PartFailure(self._part, fields)
+
+
+def part_params(part, given, state):
+    """The part's options (a dict, or JSON text of one: the option type is json) with the
+    top-level state as the default of its own."""
+    if not isinstance(given, dict):
+        try:
+            given = json.loads(given)
+        except ValueError as exc:
+            raise PartFailure(part, dict(msg='invalid input: not a JSON object: %s' % exc))
+    if not isinstance(given, dict):
+        raise PartFailure(part, dict(msg='invalid input: expected a dictionary of the module\'s options, got %s'
+                                     % type(given).__name__))
+    params = dict(given)
+    if PARTS[part][2] and params.get('state') is None:
+        params['state'] = state
+    return params
+
+
+def namespaces_named(item, defaults):
+    names = set()
+    for key in NAMESPACE_KEYS:
+        value = item.get(key) if item.get(key) is not None else defaults.get(key)
+        if value is not None:
+            names.add(value)
+    return names
+
+
+def without_pending(part, params, pending):
+    """The part's options minus the objects in namespaces that check mode only pretends to
+    create (they cannot be compared with a namespace that does not exist yet), and the
+    number of objects left out; None when nothing is left to preview."""
+    list_key = PARTS[part][1]
+    items = params.get(list_key)
+    if not items:  # the single form, or an empty list with top-level options only
+        if namespaces_named(params, {}) & pending:
+            return None, (1 if items is None else 0)
+        return params, 0
+    kept = [item for item in items if not namespaces_named(item, params) & pending]
+    if not kept:
+        return None, len(items)
+    reduced = dict(params)
+    reduced[list_key] = kept
+    return reduced, len(items) - len(kept)
+
+
+def run_part(parent, part, params, rollback):
+    view = PartModule(parent, part, params, rollback)
+    try:
+        PARTS[part][0].run(view)
+    except PartExit as done:
+        return done.result
+    raise PartFailure(part, dict(msg='ended without a result'))  # run() always exits or fails
+
+
+class Topology(object):
+    """Runs the parts of one netns_topology call in order and merges their results."""
+
+    def __init__(self, module):
+        self.module = module
+        self.state = module.params['state']
+        self.rollback = Rollback()
+        self.results = {}
+        self.pending = set()
+        self.left_out = {}
+
+    def parts(self):
+        return [part for part in ORDER[self.state] if self.module.params.get(part) is not None]
+
+    def run(self):
+        self.module.run_command_environ_update = COMMAND_ENVIRON
+        for part in self.parts():
+            try:
+                params = part_params(part, self.module.params[part], self.state)
+                if self.module.check_mode and self.pending:
+                    params, left_out = without_pending(part, params, self.pending)
+                    if left_out:
+                        self.left_out[part] = left_out
+                    if params is None:
+                        continue
+                self.results[part] = run_part(self.module, part, params, self.rollback)
+            except PartFailure as failure:
+                self.fail(failure)
+            if part == 'netns' and self.module.check_mode:
+                self.pending = set(self.results[part].get('created', []))
+        # Every part succeeded: what they created stays.
+        self.rollback.discard()
+        return self.result()
+
+    def fail(self, failure):
+        fields = dict(failure.fields)
+        undo_errors = self.rollback.run()
+        msg = '%s: %s' % (failure.part, fields.pop('msg', 'failed'))
+        if undo_errors:
+            msg += '; rollback of the earlier parts incomplete: %s' % '; '.join(undo_errors)
+        elif self.results and not self.module.check_mode:
+            msg += '; what the earlier parts (%s) had created was removed' % ', '.join(self.results)
+        fields.pop('changed', None)
+        self.module.fail_json(msg=msg, failed_part=failure.part, part_result=fields, **self.partial())
+
+    def partial(self):
+        """The results of the parts that ran before the failure, as a success reports them."""
+        partial = {}
+        for part, part_result in self.results.items():
+            part_result = dict(part_result)
+            part_result.pop('diff', None)
+            partial[part] = self.trimmed(part, part_result)
+        return partial
+
+    def trimmed(self, part, part_result):
+        """With report=changed, only the objects that changed (or would) are listed: at a
+        few hundred objects the full lists are most of a large result, and Ansible pays
+        for every byte of it on the controller."""
+        key = OBJECT_LISTS.get(part)
+        if self.module.params['report'] == 'full' or key is None or key not in part_result:
+            return part_result
+        objects = part_result[key]
+        part_result[key] = [entry for entry in objects if entry.get('changed')]
+        part_result['unchanged'] = len(objects) - len(part_result[key])
+        return part_result
+
+    def result(self):
+        result = dict(
+            changed=any(r.get('changed') for r in self.results.values()),
+            parts=list(self.results),
+            changed_parts=[part for part, r in self.results.items() if r.get('changed')],
+            commands=[command for r in self.results.values() for command in r.get('commands', [])],
+        )
+        diffs = []
+        for part, part_result in self.results.items():
+            diff = part_result.pop('diff', None)
+            diffs.extend(diff if isinstance(diff, list) else [diff] if diff else [])
+            result[part] = self.trimmed(part, part_result)
+        if self.module._diff:
+            result['diff'] = diffs
+        if self.module.check_mode:
+            result['pending_namespaces'] = sorted(self.pending)
+            result['left_out'] = self.left_out
+        return result
