@@ -29,8 +29,8 @@ from ansible_collections.linuxnet.netns.plugins.module_utils.sysctls import (
     ITEM_KEYS,
     WantedSettings,
     apply_plan,
-    check_against_namespace,
     check_unique_targets,
+    namespace_errors,
     persist_content,
     plan_commands,
     plan_settings,
@@ -145,10 +145,9 @@ def read_and_plan(wanted, records, restore):
         originals[item.namespace] = current
         if restore:
             item = restore_settings('restore', item.namespace, records[item.label].values, current)
-        try:
-            check_against_namespace(item, current)
-        except ValidationError as exc:
-            errors.append(exc)
+        item_errors = namespace_errors(item, current)
+        if item_errors:
+            errors.extend(item_errors)
             continue
         plans.append(plan_settings(item, current))
     return originals, plans, errors

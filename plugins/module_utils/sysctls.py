@@ -237,17 +237,28 @@ def write_value(path, value):
 
 
 def check_against_namespace(wanted, current):
-    """Named interfaces exist and IPv6 is available where IPv6 settings are asked for."""
+    """Named interfaces exist and IPv6 is available where IPv6 settings are asked for; raises
+    the first problem (namespace_errors lists them all)."""
+    errors = namespace_errors(wanted, current)
+    if errors:
+        raise errors[0]
+
+
+def namespace_errors(wanted, current):
+    """Every reason the namespace cannot take these settings: IPv6 missing where IPv6 is
+    asked for, and each named interface that does not exist, so that one run names them all."""
+    errors = []
     wants_ipv6 = any(setting.path.startswith('net/ipv6/') for setting in wanted.settings)
     if wants_ipv6 and current.ipv6_names is None:
         field = next(setting.field for setting in wanted.settings if setting.path.startswith('net/ipv6/'))
-        raise ValidationError(field, True, 'IPv6 is not available in %s (no /proc/sys/net/ipv6)' % current.label)
+        return [ValidationError(field, True, 'IPv6 is not available in %s (no /proc/sys/net/ipv6)' % current.label)]
     for field, name, versions in wanted.interfaces:
         missing_v4 = 4 in versions and name not in current.ipv4_names
         missing_v6 = 6 in versions and name not in current.ipv6_names
         if missing_v4 or missing_v6:
-            raise ValidationError(field, name, 'interface %s does not exist in %s (it has: %s)'
-                                  % (name, current.label, ', '.join(current.ipv4_names) or 'no interfaces'))
+            errors.append(ValidationError(field, name, 'interface %s does not exist in %s (it has: %s)'
+                                          % (name, current.label, ', '.join(current.ipv4_names) or 'no interfaces')))
+    return errors
 
 
 # --- comparing and planning --------------------------------------------------------------------

@@ -185,6 +185,21 @@ def test_bad_input_fails_naming_the_field_and_changes_nothing(netns, bad, field,
     assert harness.snapshot_own([good_ns, bad_ns]) == before
 
 
+def test_every_missing_interface_is_named_in_one_failure(netns):
+    """One run names every interface that is not there, in every item, not just the first."""
+    first, second = build_lab(netns('sc')), build_lab(netns('sc'))
+    before = harness.snapshot_own([first, second])
+    result = forward(settings=[
+        {'namespace': first, 'interfaces': [{'name': 'nope0', 'ipv4': True}, {'name': 'nope1', 'ipv4': True}]},
+        {'namespace': second, 'interfaces': [{'name': 'nope2', 'ipv4': True}]}])
+    assert result.get('failed') and result['_rc'] != 0
+    assert result['field'] == 'settings[0].interfaces[0].name'
+    assert [error.split(':')[0] for error in result['errors']] == [
+        "settings[0].interfaces[0].name='nope0'", "settings[0].interfaces[1].name='nope1'",
+        "settings[1].interfaces[0].name='nope2'"]
+    assert harness.snapshot_own([first, second]) == before
+
+
 # --- record_dir / restore: put back what the module replaced ----------------------------------
 
 def record_file(ns, record_dir):

@@ -277,3 +277,13 @@ class TestArguments:
         result = harness.run_module('sysctl_forward', {'settings': [{'namespace': 'lnt-unit-no-such-ns',
                                                                      'ipv4': True}]})
         assert result['failed'] and result['field'] == 'settings[0].namespace'
+
+
+def test_every_missing_interface_of_an_item_is_named():
+    wanted = validate(namespace='ns1', interfaces=[{'name': 'vz', 'ipv4': True}, {'name': 'va', 'ipv4': True},
+                                                   {'name': 'vy', 'ipv6': True}])
+    errors = S.namespace_errors(wanted, current())
+    assert [(error.field, error.value) for error in errors] == [
+        ('settings[0].interfaces[0].name', 'vz'), ('settings[0].interfaces[2].name', 'vy')]
+    assert all('(it has: lo, va, vb)' in str(error) for error in errors)
+    assert S.namespace_errors(validate(namespace='ns1', interfaces=[{'name': 'va', 'ipv4': True}]), current()) == []
