@@ -180,6 +180,13 @@ def fail_from_exception(module, exc, rollback=None, **extra):
     module.fail_json(msg=msg, **extra)
 
 
+def fail_on_errors(module, errors):
+    """Fail with the first input error as the message and every one in ``errors``, so one
+    run names all that is wrong; does nothing when ``errors`` is empty."""
+    if errors:
+        fail_from_exception(module, errors[0], errors=[str(error) for error in errors])
+
+
 def format_command(argv):
     """An argv list as an operator would type it (for reports only, never executed)."""
     return ' '.join(_quote(arg) for arg in argv)

@@ -13,7 +13,7 @@ import os
 
 from ansible_collections.linuxnet.netns.plugins.module_utils.common import (
     acquire_state_lock,
-    COMMAND_ENVIRON, Report, Rollback, collect_items, fail_from_exception, format_command)
+    COMMAND_ENVIRON, Report, Rollback, collect_items, fail_from_exception, fail_on_errors, format_command)
 from ansible_collections.linuxnet.netns.plugins.module_utils.links import (
     interface_is_up, ip_command, set_interface_up)
 from ansible_collections.linuxnet.netns.plugins.module_utils.netns_session import (
@@ -194,8 +194,7 @@ def run(module):
     require_pyroute2(module)
 
     wanted, errors = wanted_namespaces(module.params)
-    if errors:
-        fail_from_exception(module, errors[0], errors=[str(e) for e in errors])
+    fail_on_errors(module, errors)
 
     acquire_state_lock(module)
     rollback = None  # only once something is being created

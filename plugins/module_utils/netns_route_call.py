@@ -18,6 +18,7 @@ from ansible_collections.linuxnet.netns.plugins.module_utils.common import (
     Rollback,
     collect_items,
     fail_from_exception,
+    fail_on_errors,
 )
 from ansible_collections.linuxnet.netns.plugins.module_utils.netns_session import (
     entered,
@@ -80,11 +81,6 @@ def validate_all(module):
                                           'network namespace %s does not exist (/run/netns/%s is missing); '
                                           'create it first (linuxnet.netns.netns)' % (route.namespace, route.namespace)))
     return wanted, errors
-
-
-def fail_on(module, errors):
-    if errors:
-        fail_from_exception(module, errors[0], errors=[str(error) for error in errors])
 
 
 def plan_all(wanted, states):
@@ -177,7 +173,7 @@ def run(module):
     require_pyroute2(module)
 
     wanted, errors = validate_all(module)
-    fail_on(module, errors)
+    fail_on_errors(module, errors)
 
     acquire_state_lock(module)
     try:
@@ -185,7 +181,7 @@ def run(module):
     except (NamespaceMissing, OSError) as exc:  # deleted since validation, or netlink refused the dump
         fail_from_exception(module, exc)
     changes, errors = plan_all(wanted, states)
-    fail_on(module, errors)
+    fail_on_errors(module, errors)
     report = build_report(changes)
     if not module.check_mode:
         apply_all(module, changes, states)

@@ -20,6 +20,7 @@ from ansible_collections.linuxnet.netns.plugins.module_utils.common import (
     Rollback,
     collect_items,
     fail_from_exception,
+    fail_on_errors,
 )
 from ansible_collections.linuxnet.netns.plugins.module_utils.netns_session import (
     namespace_exists,
@@ -114,11 +115,6 @@ def validate_items(params):
             errors.append(exc)
     errors.extend(check_unique_targets(wanted))
     return wanted, errors
-
-
-def fail_on(module, errors):
-    if errors:
-        fail_from_exception(module, errors[0], errors=[str(error) for error in errors])
 
 
 def read_records(record_dir, wanted):
@@ -252,12 +248,12 @@ def run(module):
 
     restore = bool(module.params['restore'])
     wanted, errors = validate_all(module)
-    fail_on(module, errors)
+    fail_on_errors(module, errors)
     acquire_state_lock(module)
     records, errors = read_records(module.params['record_dir'], wanted)
-    fail_on(module, errors)
+    fail_on_errors(module, errors)
     originals, plans, errors = read_and_plan(wanted, records, restore)
-    fail_on(module, errors)
+    fail_on_errors(module, errors)
     record_files = record_diffs(plans, records, restore)
     files = file_diffs(wanted) + record_files
     result = build_result(module, plans, files)

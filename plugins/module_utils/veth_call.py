@@ -14,7 +14,7 @@ import os
 
 from ansible_collections.linuxnet.netns.plugins.module_utils.common import (
     acquire_state_lock,
-    COMMAND_ENVIRON, Report, Rollback, collect_items, fail_from_exception)
+    COMMAND_ENVIRON, Report, Rollback, collect_items, fail_from_exception, fail_on_errors)
 from ansible_collections.linuxnet.netns.plugins.module_utils.links import (
     IPV6_MIN_MTU, REQUEST_WINDOW, VETH_DEFAULT_MTU, LinkOperationError, NamespaceState, RouteSocket,
     address_add_command, address_changes, address_del_command, address_request, delete_links,
@@ -836,8 +836,7 @@ def run(module):
     require_pyroute2(module)
 
     specs, errors = validate_pairs(module.params)
-    if errors:
-        fail_from_exception(module, errors[0], errors=[str(e) for e in errors])
+    fail_on_errors(module, errors)
 
     acquire_state_lock(module)
     rollback = None

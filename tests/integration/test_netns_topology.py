@@ -9,7 +9,6 @@ Every namespace is made here (``netns`` fixture) or reserved here and made by th
 the "host" is a namespace too, so nothing touches the root namespace."""
 import json
 import os
-import time
 
 import pytest
 
@@ -29,14 +28,12 @@ ROLE_ABSENT_ORDER = ['nat_rule', 'veth', 'netns', 'sysctl_forward']  # roles/net
 def wait_settled(ns, names, timeout=10.0):
     """Carrier and IPv6 link-local addresses arrive asynchronously after `link set up`;
     wait for them, so that a snapshot taken before a call equals one taken after."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def settled():
         links, addresses = harness.links(ns), harness.addresses(ns)
-        if all('LOWER_UP' in links[name]['flags'] and any(a.startswith('fe80:') for a in addresses[name])
-               for name in names):
-            return
-        time.sleep(0.05)
-    raise AssertionError('links %s in %s did not come up: %r' % (names, ns, harness.addresses(ns)))
+        return all('LOWER_UP' in links[name]['flags'] and any(a.startswith('fe80:') for a in addresses[name])
+                   for name in names)
+    assert harness.wait_for(settled, timeout), \
+        'links %s in %s did not come up: %r' % (names, ns, harness.addresses(ns))
 
 
 class Topology(object):
