@@ -96,17 +96,35 @@ class Workspace(object):
 
 
 class Timed(object):
-    """Wall time, CPU time (user + system of the whole process tree) and machine load."""
+    """Wall time, CPU time (user + system of the whole process tree), machine load, and the
+    share of the machine's CPU time the hypervisor gave to other guests meanwhile (steal)."""
 
-    def __init__(self, wall, cpu, load):
+    def __init__(self, wall, cpu, load, steal=0.0):
         self.wall = wall
         self.cpu = cpu
         self.load = load
+        self.steal = steal
 
 
 def children_cpu():
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
+
+
+def steal_ticks():
+    """(steal, all) clock ticks of every CPU so far, from /proc/stat (0, 0 where unknown)."""
+    try:
+        with open('/proc/stat') as handle:
+            fields = [int(x) for x in handle.readline().split()[1:]]
+    except (OSError, ValueError):
+        return 0, 0
+    # user nice system idle iowait irq softirq steal guest guest_nice; guests are in user/nice
+    return (fields[7] if len(fields) > 7 else 0), sum(fields[:8])
+
+
+def steal_share(before, after):
+    total = after[1] - before[1]
+    return (after[0] - before[0]) / float(total) if total > 0 else 0.0
 
 
 def run_process(argv, env=None, timeout=PLAYBOOK_TIMEOUT, input=None):
@@ -115,6 +133,7 @@ def run_process(argv, env=None, timeout=PLAYBOOK_TIMEOUT, input=None):
     waited for, which is all of them for ansible-playbook and for the shell loop."""
     load = os.getloadavg()[0]
     cpu_before = children_cpu()
+    steal_before = steal_ticks()
     started = time.monotonic()
     proc = subprocess.Popen(argv, stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -129,7 +148,8 @@ def run_process(argv, env=None, timeout=PLAYBOOK_TIMEOUT, input=None):
         proc.wait()
         raise
     wall = time.monotonic() - started
-    return Timed(wall, children_cpu() - cpu_before, load), proc.returncode, out, err
+    timed = Timed(wall, children_cpu() - cpu_before, load, steal_share(steal_before, steal_ticks()))
+    return timed, proc.returncode, out, err
 
 
 def ansible_env(task_log, forks, pipelining):
@@ -363,6 +383,7 @@ class Bench(object):
         # for wall seconds and the same name + '_cpu' for CPU seconds
         self.samples = {}
         self.loads = []
+        self.steals = []
         self.tasks = {}      # (n, phase) -> [task list per run] (role only)
         self.rss = {}        # n -> {module: peak kB}
         self.module_calls = {}
@@ -375,6 +396,7 @@ class Bench(object):
         entry.setdefault(metric, []).append(timed.wall)
         entry.setdefault(metric + '_cpu', []).append(timed.cpu)
         self.loads.append(timed.load)
+        self.steals.append(timed.steal)
 
     def fresh(self, routers, per_router):
         lab.cleanup()
@@ -592,6 +614,13 @@ def target_checks(fig, rss):
     return checks
 
 
+def round_ratios(samples, n, phase):
+    """role/shell of each round at N (the variants run interleaved, round by round)."""
+    role = samples.get('role', {}).get(n, {}).get(phase, [])
+    shell = samples.get('shell', {}).get(n, {}).get('build', [])
+    return [ratio(a, b) for a, b in zip(role, shell)]
+
+
 def timing_table(fig, title):
     lines = ['| N | role converge | role re-run | role teardown | shell loop | builtin playbook '
              '| converge/shell | re-run/shell | converge/builtin | re-run/builtin |',
@@ -621,6 +650,7 @@ def render(bench, options, status):
     runs = sorted(set(len(values) for variant in bench.samples.values() for metrics in variant.values()
                       for values in metrics.values()))
     loads = bench.loads
+    steals = bench.steals
     lines = ['# linuxnet.netns benchmark', '',
              '`%s`' % ' '.join(['bench/run.py'] + options.argv), '',
              '%s; kernel %s, %d CPUs; module python %s; backend %s; pipelining %s; '
@@ -629,12 +659,24 @@ def render(bench, options, status):
                  time.strftime('%Y-%m-%d %H:%M'), os.uname().release, os.cpu_count(),
                  options.module_python, options.backend, 'on' if options.pipelining else 'off',
                  '/'.join(str(r) for r in runs) or '0',
-                 '%.1f' % median(loads) if loads else '-', '%.1f' % max(loads) if loads else '-')]
+                 '%.1f' % median(loads) if loads else '-', '%.1f' % max(loads) if loads else '-'),
+             '', 'CPU steal during timed steps (the share of the machine\'s CPU time its hypervisor gave '
+             'to other guests): median %s, max %s.' % (
+                 '%.1f%%' % (100 * median(steals)) if steals else '-',
+                 '%.1f%%' % (100 * max(steals)) if steals else '-')]
     lines += timing_table(wall, '## Wall time (the targets are on these)')
     lines += ['', '## Targets (issue 5)', '', '| target | measured | |', '|---|---:|---|']
     for text, value, met in target_checks(wall, bench.rss):
         lines.append('| %s | %s | %s |' % (text, value, {True: 'met', False: '**missed**',
                                                          None: 'not measured'}[met]))
+    rounds = [(n, round_ratios(bench.samples, n, 'converge'), round_ratios(bench.samples, n, 'rerun'))
+              for n in sorted(bench.samples.get('role', {}))]
+    if any(converge for dummy_n, converge, dummy_rerun in rounds):
+        lines += ['', '## Round by round (role and shell loop of the same round)', '',
+                  '| N | converge/shell | re-run/shell |', '|---:|---|---|']
+        for n, converge, rerun in rounds:
+            lines.append('| %d | %s | %s |' % (n, ', '.join(fmt_ratio(r) for r in converge) or '-',
+                                               ', '.join(fmt_ratio(r) for r in rerun) or '-'))
     lines += timing_table(cpu, '## CPU time (user + system of the whole process tree; '
                                'less sensitive to a busy machine)')
     fleet = bench.samples.get('fleet')

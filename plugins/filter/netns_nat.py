@@ -448,8 +448,9 @@ def netns_nat_plan(namespaces, egress_interface='eth0', forward_mode='scoped', t
     result = plan.module_lists()
     if topology is None:
         return result
-    # Only what the role still reads: every structure in a fact costs Ansible time per item.
-    return {'errors': result['errors'], 'namespaces': result['namespaces'],
+    # Only what the role still reads, and large parts as text: every structure in a fact costs
+    # Ansible time per item, and the role turns the namespaces into a structure once, to publish.
+    return {'errors': result['errors'], 'namespaces_json': json.dumps(result['namespaces']),
             'topology': topology_parts(result, dict(topology))}
 
 

@@ -327,8 +327,8 @@ def _conflicts(rules):
     """Two rules of one call with the same id, or DNATs whose published ports overlap."""
     errors = []
     seen = {}
-    published = []
-    for rule in rules:
+    overlaps = _overlapping_dnats(rules)
+    for index, rule in enumerate(rules):
         for rid in rule.rule_ids():
             key = (rule.namespace, rid)
             if key in seen:
@@ -336,16 +336,34 @@ def _conflicts(rules):
                                               'the same rule as %s (same %s)' % (
                                                   seen[key].rstrip('.') or 'rule', IDENTITY_WORDS[rule.kind])))
             seen[key] = rule.field
-        if rule.kind == 'dnat' and rule.present:
-            for other in published:
-                if (other.namespace == rule.namespace and other.family == rule.family
-                        and other.protocol == rule.protocol and other.destination == rule.destination
-                        and other.port[0] <= rule.port[1] and rule.port[0] <= other.port[1]
-                        and other.port != rule.port):
-                    errors.append(ValidationError(rule.field + 'port', _port_text(rule.port),
-                                                  'overlaps %sport=%s' % (other.field, _port_text(other.port))))
-            published.append(rule)
+        for earlier in overlaps.get(index, ()):
+            other = rules[earlier]
+            errors.append(ValidationError(rule.field + 'port', _port_text(rule.port),
+                                          'overlaps %sport=%s' % (other.field, _port_text(other.port))))
     return errors
+
+
+def _overlapping_dnats(rules):
+    """{index of a DNAT: indexes of the earlier DNATs whose published ports overlap its own
+    (same namespace, family, protocol and destination; equal ranges are the same rule)}.
+    A sweep over the ports in order: 500 DNATs of one namespace were 125,000 comparisons."""
+    groups = {}
+    for index, rule in enumerate(rules):
+        if rule.kind == 'dnat' and rule.present:
+            key = (rule.namespace, rule.family, rule.protocol, rule.destination)
+            groups.setdefault(key, []).append(index)
+    overlaps = {}
+    for indexes in groups.values():
+        order = sorted(indexes, key=lambda n: rules[n].port[0])
+        for position, first in enumerate(order):
+            for other in order[position + 1:]:
+                if rules[other].port[0] > rules[first].port[1]:
+                    break
+                if rules[other].port != rules[first].port:
+                    overlaps.setdefault(max(first, other), []).append(min(first, other))
+    for earlier in overlaps.values():
+        earlier.sort()
+    return overlaps
 
 
 # --- logical lines ------------------------------------------------------------------------

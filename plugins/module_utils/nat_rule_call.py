@@ -148,7 +148,8 @@ def choose_backend(requested, plan, nft_ok, warnings):
 def plan_namespace(plan, rules, params, warnings):
     runner = plan.runner
     plan.views = ipt.read_views(runner)
-    nft_ok = nft.nft_available(runner)
+    chains = nft.list_chains(runner)
+    nft_ok = chains is not None
     plan.table = nft.read_table(runner) if nft_ok else None
     plan.backend = choose_backend(params['backend'], plan, nft_ok, warnings)
     mine = [rule for rule in rules if rule.namespace == plan.namespace]
@@ -158,7 +159,7 @@ def plan_namespace(plan, rules, params, warnings):
     else:
         _plan_nftables(plan, mine, rules, params, policy)
     if nft_ok:
-        for where in nft.foreign_forward_drops(runner):
+        for where in nft.foreign_forward_drops(chains):
             warnings.append('namespace %s: the nft chain %s drops forwarded packets by policy; accepts of '
                             'ours cannot override it' % (plan.namespace or '(own)', where))
     # Policies show in the diff only when they change.

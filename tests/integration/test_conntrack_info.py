@@ -174,7 +174,7 @@ def test_delete_entries_deletes_exactly_the_matching_ones(host1):
 
 def test_same_icmp_id_from_two_namespaces_is_told_apart_by_translated_id():
     with probe_lab.built(probe_lab.shared_snat_lab) as lab:
-        results = probe_lab.ping_together(lab.inner, HOST2, ICMP_ID, lab.host2)
+        results = probe_lab.ping_in_turn(lab.inner, HOST2, ICMP_ID, lab.host2)
         for result in results:
             assert result['_rc'] == 0 and (result['sent'], result['received']) == (3, 3), result
 

@@ -289,6 +289,21 @@ def test_coexists_with_a_docker_ruleset_under_forward_drop(lab, backend):
     assert rules_of(lab.host1) == original, 'absent did not restore the Docker ruleset exactly'
 
 
+def test_warns_of_a_foreign_nft_forward_chain_that_drops_by_policy(lab, backend):
+    article(lab)
+    args = article_rules(backend, lab.host1)
+    first = nat(args)
+    assert first['changed'] is True and harness.warning_texts(first) == [], first.get('warnings')
+    # A firewall of its own in nft (firewalld-like): its drop policy beats any accept of ours.
+    harness.nsexec(lab.host1, ['nft', '-f', '-'], input=(
+        'table inet fw { chain filter_FORWARD { type filter hook forward priority 10; policy drop; }; }\n'))
+    again = nat(args)
+    assert again['changed'] is False
+    assert harness.warning_texts(again) == [
+        'namespace %s: the nft chain inet fw filter_FORWARD drops forwarded packets by policy; accepts of ours '
+        'cannot override it' % lab.host1], again.get('warnings')
+
+
 def saved(ns, tool):
     """iptables-save output of one flavour without comments and counters."""
     out = harness.nsexec(ns, [tool], check=False)

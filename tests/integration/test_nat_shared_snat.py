@@ -1,8 +1,8 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Several inner namespaces behind one SNAT address made by nat_rule (both backends):
-shared/reference/snat-conntrack-notes.txt. Two namespaces ping the same outside host at
-the same time with the same ICMP id; both get every reply, and host1's conntrack table
-holds two entries told apart only by the translated id."""
+shared/reference/snat-conntrack-notes.txt. Two namespaces ping the same outside host with
+the same ICMP id while both flows live in host1's conntrack table; both get every reply, and
+the two entries are told apart only by the translated id."""
 
 import pytest
 
@@ -20,7 +20,7 @@ def test_two_namespaces_same_icmp_id_behind_one_snat_address(backend):
         applied = harness.run_module('nat_rule', rule)
         assert applied['_rc'] == 0 and applied['changed'] and applied['backend'] == backend, applied
 
-        results = probe_lab.ping_together(lab.inner, HOST2, ICMP_ID, lab.host2)
+        results = probe_lab.ping_in_turn(lab.inner, HOST2, ICMP_ID, lab.host2)
         for result in results:
             assert result['_rc'] == 0 and (result['sent'], result['received']) == (3, 3), result
 

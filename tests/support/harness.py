@@ -36,6 +36,17 @@ def nsexec(ns, argv, check=True, input=None):
     return sh(['ip', 'netns', 'exec', ns] + list(argv), check=check, input=input)
 
 
+def warning_texts(result):
+    """The module's warnings as text: ansible-core 2.19 returns each as a structure whose
+    event holds the message, earlier versions as a plain string."""
+    texts = []
+    for warning in result.get('warnings') or []:
+        if isinstance(warning, dict):
+            warning = (warning.get('event') or {}).get('msg', warning.get('msg', ''))
+        texts.append(warning)
+    return texts
+
+
 def run_module(name, args=None, check=False, diff=False, python=None, netns=None):
     """Execute plugins/modules/NAME.py as Ansible would (JSON args file), return its result;
     with ``netns``, the module process runs inside that namespace (as through the

@@ -325,14 +325,18 @@ class TestNftables:
                        'policy': 'drop'}},
             {'chain': {'family': 'inet', 'table': 'other', 'name': 'fw', 'hook': 'forward', 'policy': 'accept'}},
         ]}
-        runner = FakeRunner({('nft', '-j', 'list', 'chains'): (0, json.dumps(chains), '')})
-        assert nft.foreign_forward_drops(runner) == ['inet firewalld filter_FORWARD']
+        runner = FakeRunner({('nft', '-j', 'list', 'chains'): (0, json.dumps(chains), '')}, tools=['nft'])
+        assert nft.foreign_forward_drops(nft.list_chains(runner)) == ['inet firewalld filter_FORWARD']
 
-    def test_nft_available(self):
-        assert nft.nft_available(FakeRunner()) is False
-        runner = FakeRunner({('nft', 'list', 'tables'): (1, '', 'Operation not permitted')}, tools=['nft'])
-        assert nft.nft_available(runner) is False
-        assert nft.nft_available(FakeRunner(tools=['nft'])) is True
+    def test_list_chains_is_none_where_nft_cannot_be_used(self):
+        assert nft.list_chains(FakeRunner()) is None
+        runner = FakeRunner({('nft', '-j', 'list', 'chains'): (1, '', 'Operation not permitted')}, tools=['nft'])
+        assert nft.list_chains(runner) is None
+        # usable, no chains at all (or output it cannot read): nothing to warn about
+        assert nft.list_chains(FakeRunner(tools=['nft'])) == []
+        runner = FakeRunner({('nft', '-j', 'list', 'chains'): (0, '{"nftables": [{"metainfo": {}}]}', '')},
+                            tools=['nft'])
+        assert nft.list_chains(runner) == []
 
 
 # --- running inside a namespace ---------------------------------------------------------------------------

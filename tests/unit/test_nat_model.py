@@ -111,6 +111,24 @@ class TestParseRules:
             m.parse_rules(items)
         assert info.value.field == 'rules[1].port' and 'overlaps rules[0].port=8000-8100' in str(info.value)
 
+    def test_every_overlap_is_named_once_in_the_order_of_the_rules(self):
+        def dnat(port, **extra):
+            return dict(WEB, to_port=None, port=port, **extra)
+        items = [('rules[0].', dnat('9000-9010')),
+                 ('rules[1].', dnat('8000-8100')),
+                 ('rules[2].', dnat('8050')),                       # inside 1
+                 ('rules[3].', dnat('8100-9000')),                  # touches 0 and 1
+                 ('rules[4].', dnat('8050', protocol='udp')),       # other protocol: no overlap
+                 ('rules[5].', dnat('8050', namespace='other')),    # other namespace: no overlap
+                 ('rules[6].', dnat('7000-7999'))]                  # next to 1, not on it
+        with pytest.raises(m.ValidationErrors) as info:
+            m.parse_rules(items)
+        assert [str(e) for e in info.value.errors] == [
+            str(m.ValidationError('rules[2].port', '8050', 'overlaps rules[1].port=8000-8100')),
+            str(m.ValidationError('rules[3].port', '8100-9000', 'overlaps rules[0].port=9000-9010')),
+            str(m.ValidationError('rules[3].port', '8100-9000', 'overlaps rules[1].port=8000-8100')),
+        ]
+
 
 # --- ids -------------------------------------------------------------------------------------
 

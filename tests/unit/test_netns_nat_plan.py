@@ -317,8 +317,9 @@ def test_topology_parts_hold_the_same_lists_as_the_plan():
 
 def test_with_topology_the_plan_keeps_only_what_the_role_reads():
     plan = netns_nat_plan([article_namespace()], topology=ROLE_SETTINGS)
-    assert sorted(plan) == ['errors', 'namespaces', 'topology']
+    assert sorted(plan) == ['errors', 'namespaces_json', 'topology']
     assert all(isinstance(text, str) for state in ('present', 'absent') for text in plan['topology'][state].values())
+    assert json.loads(plan['namespaces_json']) == netns_nat_plan([article_namespace()])['namespaces']
 
 
 def test_topology_parts_leave_out_what_has_nothing_to_do():
