@@ -9,7 +9,8 @@ compared every pair of namespaces and of port forwards). The result is the templ
 byte: the same keys in the same order, the same error messages in the same order, the same
 quirks (values are checked in their string form, as Jinja's ``string`` filter makes it, and
 ``re.match`` with ``$`` accepts one trailing newline). tests/unit/test_netns_nat_plan.py renders
-the original template next to this filter to prove it.
+the original template next to this filter to prove it. The one addition since, ``random_fully``,
+shows in the plan only for a namespace that sets it.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -129,6 +130,10 @@ class _Plan(object):
         source_nat = _text(ns.get('source_nat') or 'masquerade')
         snat_address = _text(ns.get('snat_address') or '')
         self.check_source_nat(field, source_nat, snat_address)
+        random_fully = to_bool(ns.get('random_fully', False))
+        if random_fully and source_nat == 'none':
+            self.error('%s.random_fully=true: applies only to source_nat masquerade or snat (source_nat is none)'
+                       % field)
         mode = _text(ns.get('forward_mode') or self.default_mode)
         if mode not in ('scoped', 'both', 'none'):
             self.error('%s.forward_mode=%s: must be one of scoped, both, none' % (field, to_json(mode)))
@@ -144,6 +149,9 @@ class _Plan(object):
             'egress_interface': egress, 'source_nat': source_nat,
             'snat_address': snat_address if source_nat == 'snat' else None,
             'forward_mode': mode, 'port_forwards': forwards})
+        if random_fully:
+            # Only when asked for: without it, the plan stays the template's to the byte.
+            self.namespaces[-1]['random_fully'] = True
 
     def parse_address(self, field, ns, key):
         """An IPv4 address with prefix length, or None after recording the error."""
@@ -373,13 +381,17 @@ def _overlapping_pairs(spans):
 def _source_nat_rules(ns):
     """Source NAT with its FORWARD companions (scoped and both need the host-side veth)."""
     if ns['source_nat'] == 'masquerade':
-        return [{'kind': 'masquerade', 'source': ns['subnet'], 'out_interface': ns['egress_interface'],
-                 'in_interface': ns['host_interface'], 'forward': ns['forward_mode']}]
-    if ns['source_nat'] == 'snat':
-        return [{'kind': 'snat', 'source': ns['subnet'], 'out_interface': ns['egress_interface'],
-                 'in_interface': ns['host_interface'], 'to_source': ns['snat_address'],
-                 'forward': ns['forward_mode']}]
-    return []
+        rule = {'kind': 'masquerade', 'source': ns['subnet'], 'out_interface': ns['egress_interface'],
+                'in_interface': ns['host_interface'], 'forward': ns['forward_mode']}
+    elif ns['source_nat'] == 'snat':
+        rule = {'kind': 'snat', 'source': ns['subnet'], 'out_interface': ns['egress_interface'],
+                'in_interface': ns['host_interface'], 'to_source': ns['snat_address'],
+                'forward': ns['forward_mode']}
+    else:
+        return []
+    if ns.get('random_fully'):
+        rule['random_fully'] = True
+    return [rule]
 
 
 def _dnat_rule(ns, pf):

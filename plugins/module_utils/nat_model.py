@@ -56,7 +56,7 @@ MAX_ID_LENGTH = MAX_TAG_LENGTH - len('lnt:') - 9
 CHAIN_ROLES = ('prerouting', 'output', 'postrouting', 'forward')
 
 RULE_KEYS = ('kind', 'source', 'destination', 'out_interface', 'in_interface', 'to_source',
-             'protocol', 'port', 'to_address', 'to_port', 'forward', 'hairpin', 'state')
+             'protocol', 'port', 'to_address', 'to_port', 'forward', 'hairpin', 'random_fully', 'state')
 IDENTITY_WORDS = {
     'masquerade': 'source, destination and out_interface',
     'snat': 'family, source, destination and out_interface',
@@ -81,7 +81,7 @@ class NatRule(object):
     def __init__(self, field, namespace, kind, state='present', family=None, source=None,
                  destination=None, out_interface=None, in_interface=None, to_source=None,
                  protocol=None, port=None, to_address=None, to_port=None, forward='scoped',
-                 hairpin=False):
+                 hairpin=False, random_fully=False):
         self.field = field
         self.namespace = namespace
         self.kind = kind
@@ -98,6 +98,7 @@ class NatRule(object):
         self.to_port = to_port
         self.forward = forward
         self.hairpin = hairpin
+        self.random_fully = random_fully
 
     @property
     def present(self):
@@ -205,6 +206,8 @@ def parse_rule(field, item, default_namespace=None):
                 raise ValidationError(name(key), item.get(key), 'applies only to kind dnat (this rule is %s)' % kind)
     if kind != 'snat' and item.get('to_source') is not None:
         raise ValidationError(name('to_source'), item.get('to_source'), 'applies only to kind snat')
+    if kind == 'dnat' and item.get('random_fully'):
+        raise ValidationError(name('random_fully'), True, 'applies only to kinds masquerade and snat')
 
     interfaces = {}
     for key in ('in_interface', 'out_interface'):
@@ -232,6 +235,7 @@ def _parse_source_nat(rule, item, name):
         rule.destination = check_network(name('destination'), item['destination'])
     if item.get('to_source') is not None:
         rule.to_source = _check_unicast(name('to_source'), item['to_source'])
+    rule.random_fully = bool(item.get('random_fully'))
     if rule.kind == 'masquerade':
         if rule.source is None:
             raise ValidationError(name('source'), None, 'masquerade needs source (the inner network, e.g. 192.168.45.0/24)')
@@ -375,13 +379,14 @@ class LogicalLine(object):
     addressed to one of the namespace's own addresses), not_dst, in_if, out_if,
     proto, sport, dport ((lo, hi)), ctstate (tuple of 'RELATED', 'ESTABLISHED'),
     ct_dnat (the flow was DNAT'ed), ct_orig_dst, ct_orig_dport.
-    Actions: accept, masquerade, snat (to_addr), dnat (to_addr, to_ports or None).
+    Actions: accept, masquerade, snat (to_addr), dnat (to_addr, to_ports or None); masquerade
+    and snat with random_fully pick the translated port (or ICMP id) at random.
     """
 
     MATCHES = ('src', 'dst', 'not_dst', 'dst_local', 'in_if', 'out_if', 'proto', 'sport', 'dport',
                'ctstate', 'ct_dnat', 'ct_orig_dst', 'ct_orig_dport')
 
-    def __init__(self, chain, family, action, to_addr=None, to_ports=None, **matches):
+    def __init__(self, chain, family, action, to_addr=None, to_ports=None, random_fully=False, **matches):
         unknown = set(matches) - set(self.MATCHES)
         if unknown:
             raise TypeError('unknown matches: %s' % ', '.join(sorted(unknown)))
@@ -390,6 +395,7 @@ class LogicalLine(object):
         self.action = action
         self.to_addr = to_addr
         self.to_ports = to_ports
+        self.random_fully = random_fully
         self.matches = dict((k, v) for k, v in matches.items() if v is not None and v is not False)
 
     def get(self, key):
@@ -404,7 +410,7 @@ def logical_lines(rule):
     if rule.kind == 'dnat':
         return _dnat_lines(rule) + _forward_lines(rule)
     action = 'masquerade' if rule.kind == 'masquerade' else 'snat'
-    nat = LogicalLine('postrouting', rule.family, action, to_addr=rule.to_source,
+    nat = LogicalLine('postrouting', rule.family, action, to_addr=rule.to_source, random_fully=rule.random_fully,
                       src=rule.source, dst=rule.destination, out_if=rule.out_interface)
     return [nat] + _forward_lines(rule)
 
@@ -530,10 +536,11 @@ def iptables_spec(line):
 def iptables_target(line):
     if line.action == 'accept':
         return ['-j', 'ACCEPT']
+    fully_random = ['--random-fully'] if line.random_fully else []
     if line.action == 'masquerade':
-        return ['-j', 'MASQUERADE']
+        return ['-j', 'MASQUERADE'] + fully_random
     if line.action == 'snat':
-        return ['-j', 'SNAT', '--to-source', str(line.to_addr)]
+        return ['-j', 'SNAT', '--to-source', str(line.to_addr)] + fully_random
     return ['-j', 'DNAT', '--to-destination', _endpoint(line.to_addr, line.to_ports)]
 
 
@@ -587,10 +594,11 @@ def nft_expr(line):
 def _nft_action(line, ip):
     if line.action == 'accept':
         return 'accept'
+    fully_random = ' fully-random' if line.random_fully else ''
     if line.action == 'masquerade':
-        return 'masquerade'
+        return 'masquerade' + fully_random
     if line.action == 'snat':
-        return 'snat %s to %s' % (ip, line.to_addr)
+        return 'snat %s to %s%s' % (ip, line.to_addr, fully_random)
     return 'dnat %s to %s' % (ip, _endpoint(line.to_addr, line.to_ports))
 
 

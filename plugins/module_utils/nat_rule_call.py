@@ -53,6 +53,7 @@ def argument_spec():
         to_port=dict(type='int'),
         forward=dict(type='str', choices=['scoped', 'both', 'none']),
         hairpin=dict(type='bool'),
+        random_fully=dict(type='bool'),
     )
     item = dict(rule, namespace=dict(type='str'), state=dict(type='str', choices=['present', 'absent']))
     item['kind'] = dict(type='str', choices=['masquerade', 'snat', 'dnat'], required=True)

@@ -138,6 +138,17 @@ options:
       - Clients in other inner namespaces reach a port published without O(in_interface)
         through the ordinary DNAT.
     type: bool
+  random_fully:
+    description:
+      - For V(masquerade) and V(snat), pick the translated source port (ICMP id) at random
+        (iptables C(--random-fully), nftables C(fully-random)) instead of keeping the original
+        one where it is free.
+      - Makes it rarer that two new flows from different inner addresses, translated at the
+        same instant on two CPUs, get the same translated tuple; the kernel then drops one of
+        them when it confirms the conntrack entry (C(conntrack -S) counts C(insert_failed)).
+      - Not part of the rule's identity; changing it replaces the rule in place. Unset means
+        V(false).
+    type: bool
   state:
     description:
       - V(present) makes sure the rule exists as requested; V(absent) removes exactly the lines of
@@ -197,6 +208,9 @@ options:
       hairpin:
         description: As O(hairpin) (default V(true) for V(dnat)).
         type: bool
+      random_fully:
+        description: As O(random_fully).
+        type: bool
       state:
         description: V(present) or V(absent) (default O(state)).
         type: str
@@ -243,6 +257,14 @@ EXAMPLES = r'''
     source: 192.168.45.0/24
     out_interface: eth0
     in_interface: veth1
+
+- name: Several guests behind one address - random translated ports, fewer conntrack clashes
+  linuxnet.netns.nat_rule:
+    namespace: host1
+    kind: masquerade
+    source: 192.168.45.0/24
+    out_interface: eth0
+    random_fully: true
 
 - name: Article 2.3 - publish host1:8080/tcp on myspace's port 80
   linuxnet.netns.nat_rule:

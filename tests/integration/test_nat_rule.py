@@ -289,6 +289,34 @@ def test_coexists_with_a_docker_ruleset_under_forward_drop(lab, backend):
     assert rules_of(lab.host1) == original, 'absent did not restore the Docker ruleset exactly'
 
 
+def test_random_fully_reaches_the_kernel_and_changes_in_place(lab, backend):
+    article(lab)
+    args = article_rules(backend, lab.host1)
+    args['rules'][0]['random_fully'] = True
+    applied = nat(args, diff=True)
+    assert applied['changed'] is True
+    fully = [line for line in rules_of(lab.host1)['nft' if backend == 'nftables' else 'iptables-save']
+             if 'fully-random' in line or '--random-fully' in line]
+    assert len(fully) == 1 and ('masquerade fully-random' in fully[0] if backend == 'nftables'
+                                else '-j MASQUERADE --random-fully' in fully[0]), fully
+    ping = probe(namespace=lab.myspace, target=HOST2, protocol='icmp', listener=dict(namespace=lab.host2))
+    assert ping['reachable'] is True and ping['observed_peer']['address'] == HOST1, ping
+    assert nat(args)['changed'] is False
+
+    # Off again: the same rule (same id) rewritten, nothing else touched.
+    args['rules'][0]['random_fully'] = False
+    before = rules_of(lab.host1)
+    preview = nat(args, check=True)
+    assert preview['changed'] is True and rules_of(lab.host1) == before, 'check mode changed the rules'
+    off = nat(args)
+    assert off['changed'] is True
+    assert len(off['rules_added']) == len(off['rules_removed']) == 1, off
+    after = rules_of(lab.host1)
+    assert not [line for line in after['nft'] + after['iptables-save']
+                if 'fully-random' in line or '--random-fully' in line]
+    assert nat(args)['changed'] is False
+
+
 def test_warns_of_a_foreign_nft_forward_chain_that_drops_by_policy(lab, backend):
     article(lab)
     args = article_rules(backend, lab.host1)

@@ -208,10 +208,11 @@ def test_present_absent_cycle_touches_only_what_the_role_made(hosts, netns, tmp_
     inventory = {
         'host_a': {'ansible_netns_name': a, 'netns_nat_backend': 'iptables',
                    'netns_nat_namespaces': [inner(names_a[0], 1),
-                                            inner(names_a[1], 2, source_nat='snat', snat_address='192.168.77.1'),
+                                            inner(names_a[1], 2, source_nat='snat', snat_address='192.168.77.1',
+                                                  random_fully=True),
                                             inner(names_a[2], 3, forward_mode='both')]},
         'host_b': {'ansible_netns_name': b, 'netns_nat_backend': 'nftables',
-                   'netns_nat_namespaces': [inner(name_b, 1)]},
+                   'netns_nat_namespaces': [inner(name_b, 1, random_fully=True)]},
     }
     before = {ns: comparable(harness.snapshot(ns)) for ns in (a, b)}
 
@@ -229,8 +230,11 @@ def test_present_absent_cycle_touches_only_what_the_role_made(hosts, netns, tmp_
     assert harness.sysctls(a)['net/ipv4/ip_forward'] == '1'
     assert '10.77.2.2/24' in harness.addresses(names_a[1])['eth0']
     assert 'default via 10.77.3.1 dev eth0 proto static' in harness.routes(names_a[2])
-    assert '-j SNAT --to-source 192.168.77.1' in '\n'.join(harness.rulesets(a)['iptables-save'])
+    saved_a = '\n'.join(harness.rulesets(a)['iptables-save'])
+    assert '-j SNAT --to-source 192.168.77.1 --random-fully' in saved_a
+    assert saved_a.count('--random-fully') == 1  # only the namespace that asked for it
     assert any('linuxnet_netns' in line for line in harness.rulesets(b)['nft'])
+    assert len([line for line in harness.rulesets(b)['nft'] if 'masquerade fully-random' in line]) == 1
 
     code, output = run_role(tmp_path, inventory)
     assert code == 0, output

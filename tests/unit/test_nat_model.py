@@ -67,6 +67,7 @@ class TestParseRule:
         (dict(MASQ, to_port=80), 'to_port', 'only to kind dnat'),
         (dict(MASQ, hairpin=True), 'hairpin', 'only to kind dnat'),
         (dict(MASQ, to_source='10.0.0.1'), 'to_source', 'only to kind snat'),
+        (dict(WEB, random_fully=True), 'random_fully', 'only to kinds masquerade and snat'),
         (dict(MASQ, forward='both'), 'in_interface', 'both must be set'),
         (dict(MASQ, destination='fd00:1::/64'), 'source', 'mixes IPv4 and IPv6'),
         (dict(kind='snat', source='10.0.0.0/8'), 'to_source', 'needs to_source'),
@@ -144,6 +145,7 @@ class TestRuleIds:
         item.update(to_address='192.168.45.9', to_port=81, forward='none', hairpin=False, in_interface='eth0')
         changed = rule(**item)
         assert changed.rule_ids() == rule(**WEB).rule_ids()
+        assert rule(**dict(MASQ, random_fully=True)).rule_ids() == rule(**MASQ).rule_ids()
 
     def test_dnat_ids_parse_back(self):
         assert m.parse_dnat_id('dnat,p=tcp,d=192.168.1.32,port=8080') == m.DnatKey(
@@ -194,6 +196,22 @@ class TestLines:
         lines = rendered_iptables(dict(kind='snat', destination='172.26.0.3/32', out_interface='eth1',
                                        to_source='10.20.0.2'))
         assert lines[0] == (4, 'nat', 'LNT-POSTROUTING', '-d 172.26.0.3/32 -o eth1 -j SNAT --to-source 10.20.0.2')
+
+    def test_random_fully_on_the_source_nat_line_only(self):
+        masq = rendered_iptables(dict(MASQ, random_fully=True))
+        assert masq[0] == (4, 'nat', 'LNT-POSTROUTING', '-s 192.168.45.0/24 -o eth0 -j MASQUERADE --random-fully')
+        assert masq[1:] == rendered_iptables(MASQ)[1:]  # the FORWARD companions are the same
+        snat = rendered_iptables(dict(kind='snat', source='10.0.0.0/8', to_source='10.20.0.2', random_fully=True))
+        assert snat[0][3] == '-s 10.0.0.0/8 -j SNAT --to-source 10.20.0.2 --random-fully'
+        nft = [e.text.split(' comment ')[0] for e in m.nft_entries([
+            rule(**dict(MASQ, random_fully=True)),
+            rule(kind='snat', source='fd00:1::/64', to_source='fd00:2::1', random_fully=True)])]
+        assert nft[0] == 'ip saddr 192.168.45.0/24 oifname "eth0" masquerade fully-random'
+        assert 'ip6 saddr fd00:1::/64 snat ip6 to fd00:2::1 fully-random' in nft
+        # A rendering of its own: the tag's digest differs, so a change replaces the line in place.
+        [plain] = [e for e in m.iptables_entries([rule(**MASQ)]) if e.table == 'nat']
+        [fully] = [e for e in m.iptables_entries([rule(**dict(MASQ, random_fully=True))]) if e.table == 'nat']
+        assert plain.rule_id == fully.rule_id and plain.text != fully.text
 
     def test_dnat_with_hairpin_and_host_access(self):
         assert rendered_iptables(WEB) == [

@@ -335,3 +335,23 @@ def test_purge_or_a_forward_policy_alone_still_calls_the_nat_rule_part():
     assert parts('present', [], forward_policy='drop')['nat_rule'] == {
         'rules': [], 'backend': 'iptables', 'purge': False, 'forward_policy': 'drop'}
     assert 'nat_rule' not in parts('absent', [], purge=True)
+
+
+def test_random_fully_goes_to_the_source_nat_rule_of_its_namespace_only():
+    plan = netns_nat_plan([article_namespace(random_fully=True),
+                           article_namespace(name='other', host_interface='veth3', inner_interface='veth4',
+                                             host_address='192.168.46.2/24', inner_address='192.168.46.3/24',
+                                             port_forwards=[])])
+    assert plan['errors'] == []
+    source_nat = [rule for rule in plan['rules'] if rule['kind'] == 'masquerade']
+    assert [rule.get('random_fully') for rule in source_nat] == [True, None]
+    assert not any('random_fully' in rule for rule in plan['rules'] if rule['kind'] == 'dnat')
+    assert [ns.get('random_fully') for ns in plan['namespaces']] == [True, None]
+    # Off (the default) leaves the plan exactly as without the option.
+    assert netns_nat_plan([article_namespace(random_fully=False)]) == netns_nat_plan([article_namespace()])
+
+
+def test_random_fully_needs_a_source_nat():
+    plan = netns_nat_plan([article_namespace(source_nat='none', random_fully=True)])
+    assert plan['errors'] == ['netns_nat_namespaces[0].random_fully=true: applies only to source_nat '
+                              'masquerade or snat (source_nat is none)']
