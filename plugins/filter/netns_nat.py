@@ -152,6 +152,8 @@ class _Plan(object):
         if random_fully:
             # Only when asked for: without it, the plan stays the template's to the byte.
             self.namespaces[-1]['random_fully'] = True
+        if to_bool(ns.get('adopt', False)):
+            self.namespaces[-1]['adopt'] = True
 
     def parse_address(self, field, ns, key):
         """An IPv4 address with prefix length, or None after recording the error."""
@@ -414,7 +416,10 @@ def _dnat_rule(ns, pf):
 def topology_parts(plan, settings):
     """The part options of linuxnet.netns.netns_topology for state present and absent, each
     as JSON text: Ansible templates, copies and converts a large argument or result value by
-    value (seconds for 500 namespaces), and a string in one piece (milliseconds)."""
+    value (seconds for 500 namespaces), and a string in one piece (milliseconds). With the
+    ownership record the call converges to exactly these lists: what the record holds and
+    the lists do not is removed, our rules are always purged to the list, and ``absent``
+    removes what the record holds whatever the lists say."""
     present, absent = {}, {}
     if plan['netns']:
         present['netns'] = absent['netns'] = {'namespaces': plan['netns']}
@@ -426,17 +431,16 @@ def topology_parts(plan, settings):
     if to_bool(settings.get('forwarding', True)):
         present['sysctl_forward'] = {'ipv4': True, 'record_dir': settings.get('state_dir')}
     absent['sysctl_forward'] = {'restore': True, 'record_dir': settings.get('state_dir')}
-    purge = to_bool(settings.get('purge', False))
     policy = settings.get('forward_policy')
-    if plan['rules'] or purge or policy:
-        present['nat_rule'] = {'rules': plan['rules'], 'backend': settings.get('backend', 'auto'), 'purge': purge}
-        if policy:
-            present['nat_rule']['forward_policy'] = policy
-    if plan['rules']:
-        absent['nat_rule'] = {'rules': plan['rules'], 'backend': settings.get('backend', 'auto')}
+    present['nat_rule'] = {'rules': plan['rules'], 'backend': settings.get('backend', 'auto'), 'purge': True}
+    if policy:
+        present['nat_rule']['forward_policy'] = policy
+    absent['nat_rule'] = {'rules': [], 'backend': settings.get('backend', 'auto'), 'purge': True}
     return {
         'present': dict((part, json.dumps(options, sort_keys=True)) for part, options in present.items()),
         'absent': dict((part, json.dumps(options, sort_keys=True)) for part, options in absent.items()),
+        'ownership': {'record_dir': settings.get('state_dir'),
+                      'adopt': [ns['name'] for ns in plan['namespaces'] if ns.get('adopt')]},
     }
 
 

@@ -20,6 +20,8 @@ import contextlib
 import ctypes
 import errno
 import os
+import socket
+import struct
 import traceback
 
 try:
@@ -295,8 +297,23 @@ def remove_namespace(name):
             raise
 
 
-def namespace_inode(name):
-    return os.stat(namespace_path(name)).st_ino
+# SO_NETNS_COOKIE (Linux 5.14): a 64-bit number the kernel gives each network namespace
+# once per boot and never reuses, unlike the nsfs inode a later namespace may get again.
+_SO_NETNS_COOKIE = 71
+
+
+def namespace_key(name=None):
+    """A key that names namespace ``name`` (None: the one this thread is in) and no later
+    namespace: 'cookie:N' from SO_NETNS_COOKIE, or 'inode:N' on kernels without it."""
+    with entered(name):
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        try:
+            raw = probe.getsockopt(socket.SOL_SOCKET, _SO_NETNS_COOKIE, 8)
+            return 'cookie:%d' % struct.unpack('=Q', raw)[0]
+        except OSError:
+            return 'inode:%d' % os.stat('/proc/thread-self/ns/net').st_ino
+        finally:
+            probe.close()
 
 
 def pids_in_namespace(name):

@@ -161,7 +161,7 @@ def file_diffs(wanted):
     return diffs
 
 
-def record_diffs(plans, records, restore):
+def record_diffs(plans, records, restore, originals):
     """(path, old content, new content) of the records that move; new '' removes a record."""
     diffs = []
     for plan in plans:
@@ -172,7 +172,7 @@ def record_diffs(plans, records, restore):
             if record.content:
                 diffs.append((record.path, record.content, ''))
             continue
-        values = recorded_values(plan, record.values)
+        values = recorded_values(plan, record.values, originals[plan.wanted.namespace].values)
         if values != record.values:
             diffs.append((record.path, record.content, record_content(plan.wanted.namespace, values)))
     return diffs
@@ -254,7 +254,7 @@ def run(module):
     fail_on_errors(module, errors)
     originals, plans, errors = read_and_plan(wanted, records, restore)
     fail_on_errors(module, errors)
-    record_files = record_diffs(plans, records, restore)
+    record_files = record_diffs(plans, records, restore, originals)
     files = file_diffs(wanted) + record_files
     result = build_result(module, plans, files)
     if module.check_mode:

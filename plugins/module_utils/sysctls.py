@@ -25,7 +25,7 @@ import json
 import os
 
 from ansible_collections.linuxnet.netns.plugins.module_utils.common import format_command
-from ansible_collections.linuxnet.netns.plugins.module_utils.netns_session import entered, namespace_path
+from ansible_collections.linuxnet.netns.plugins.module_utils.netns_session import entered, namespace_key
 from ansible_collections.linuxnet.netns.plugins.module_utils.validation import (
     ValidationError,
     check_ifname,
@@ -384,7 +384,6 @@ def read_file(path):
 # --- the record of replaced values (record_dir / restore) ----------------------------------------
 
 RECORD_FORMAT = 1
-OWN_NETNS = '/proc/thread-self/ns/net'
 
 
 def sysctl_path(key):
@@ -403,10 +402,11 @@ def validate_record_dir(field, path):
 
 
 def record_path(record_dir, namespace):
-    """The record of one network namespace, named after the namespace's inode: hosts that
-    are namespaces of one machine share /run but each has its own sysctls."""
-    inode = os.stat(namespace_path(namespace) if namespace else OWN_NETNS).st_ino
-    return os.path.join(record_dir, 'forwarding-%d.json' % inode)
+    """The record of one network namespace, named after the namespace's key (its netns
+    cookie): hosts that are namespaces of one machine share /run but each has its own
+    sysctls, and a later namespace that gets the same inode must not inherit the record."""
+    key = namespace_key(namespace).replace(':', '-')
+    return os.path.join(record_dir, 'forwarding-%s.json' % key)
 
 
 def read_record(field, path):
@@ -443,12 +443,16 @@ def is_forwarding_path(path):
             and parts[4] == 'forwarding' and parts[3] not in ('', '.', '..'))
 
 
-def recorded_values(plan, recorded):
+def recorded_values(plan, recorded, original):
     """The record after ``plan``: the first value each written key had is kept, so a record
-    always holds what was there before this module first changed it."""
+    always holds what was there before this module first changed it. A global write also
+    sets every interface's value (``original``, path -> int, is what they were), so those
+    are recorded too: a restore puts back an interface the global write overwrote."""
     values = dict(recorded)
     for setting in plan.writes:
-        values.setdefault(setting.key, plan.before[setting.key])
+        for path in propagated_values(setting.path, setting.value, original):
+            if path in original:
+                values.setdefault(sysctl_key(path), original[path])
     return values
 
 

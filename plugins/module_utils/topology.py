@@ -20,8 +20,10 @@ import json
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
 from ansible_collections.linuxnet.netns.plugins.module_utils import (
-    nat_rule_call, netns_call, netns_route_call, sysctl_forward_call, veth_call)
-from ansible_collections.linuxnet.netns.plugins.module_utils.common import COMMAND_ENVIRON, Rollback
+    nat_rule_call, netns_call, netns_route_call, ownership, sysctl_forward_call, veth_call)
+from ansible_collections.linuxnet.netns.plugins.module_utils.common import (
+    COMMAND_ENVIRON, Rollback, acquire_state_lock, format_command)
+from ansible_collections.linuxnet.netns.plugins.module_utils.nscmd import NetnsRunner
 
 # name: (module code, list option, whether the part takes a top-level state)
 PARTS = {
@@ -105,6 +107,14 @@ class PartModule(object):
 def part_params(part, given, state):
     """The part's options (a dict, or JSON text of one: the option type is json) with the
     top-level state as the default of its own."""
+    params = parsed_options(part, given)
+    if PARTS[part][2] and params.get('state') is None:
+        params['state'] = state
+    return params
+
+
+def parsed_options(part, given):
+    """The part's options as a new dict (they may come as JSON text)."""
     if not isinstance(given, dict):
         try:
             given = json.loads(given)
@@ -113,10 +123,7 @@ def part_params(part, given, state):
     if not isinstance(given, dict):
         raise PartFailure(part, dict(msg='invalid input: expected a dictionary of the module\'s options, got %s'
                                      % type(given).__name__))
-    params = dict(given)
-    if PARTS[part][2] and params.get('state') is None:
-        params['state'] = state
-    return params
+    return dict(given)
 
 
 def namespaces_named(item, defaults):
@@ -131,19 +138,31 @@ def namespaces_named(item, defaults):
 def without_pending(part, params, pending):
     """The part's options minus the objects in namespaces that check mode only pretends to
     create (they cannot be compared with a namespace that does not exist yet), and the
-    number of objects left out; None when nothing is left to preview."""
+    objects left out; None when nothing is left to preview."""
     list_key = PARTS[part][1]
     items = params.get(list_key)
     if not items:  # the single form, or an empty list with top-level options only
         if namespaces_named(params, {}) & pending:
-            return None, (1 if items is None else 0)
-        return params, 0
+            return None, ([params] if items is None else [])
+        return params, []
     kept = [item for item in items if not namespaces_named(item, params) & pending]
+    left_out = [item for item in items if namespaces_named(item, params) & pending]
     if not kept:
-        return None, len(items)
+        return None, left_out
     reduced = dict(params)
     reduced[list_key] = kept
-    return reduced, len(items) - len(kept)
+    return reduced, left_out
+
+
+def describe_pending(part, item, defaults):
+    """One line for an object that would be created in a namespace check mode only pretends
+    to create: what a real run would add there."""
+    shown = dict((key, value) for key, value in sorted(defaults.items())
+                 if key != PARTS[part][1] and value is not None and not isinstance(value, (list, dict)))
+    shown.update((key, value) for key, value in sorted(item.items()) if value is not None)
+    shown.pop('state', None)
+    return '+ %s %s' % (part, ' '.join('%s=%s' % (key, ','.join(map(str, value)) if isinstance(value, list)
+                                                  else value) for key, value in sorted(shown.items())))
 
 
 def run_part(parent, part, params, rollback):
@@ -165,29 +184,108 @@ class Topology(object):
         self.results = {}
         self.pending = set()
         self.left_out = {}
+        self.pending_lines = {}
+        self.owner = None
+        self.owner_result = None
 
-    def parts(self):
-        return [part for part in ORDER[self.state] if self.module.params.get(part) is not None]
+    def given_parts(self):
+        given = {}
+        for part in ORDER['present']:
+            if self.module.params.get(part) is not None:
+                try:
+                    given[part] = parsed_options(part, self.module.params[part])
+                except PartFailure as failure:
+                    self.fail(failure)
+        return given
+
+    def steps(self, given):
+        """(label, part, options) in the order they run."""
+        if self.owner is None:
+            return [(part, part, part_params(part, given[part], self.state))
+                    for part in ORDER[self.state] if part in given]
+        parts = self.owner.converge(given)
+        # Once nothing is desired, everything goes inside out, as with state=absent.
+        order = ORDER['absent' if self.owner.last_gone else self.state]
+        steps = []
+        for part in order:
+            if part == 'nat_rule':
+                # A backend that is no longer used is emptied before the one asked for is
+                # written: its purge must not take the new backend's FORWARD companions.
+                steps.extend(('nat_rule_cleanup', 'nat_rule', {'backend': backend, 'rules': [], 'purge': True,
+                                                                'state': 'present'})
+                             for backend in self.owner.cleanup_backends)
+            if part in parts:
+                steps.append((part, part, part_params(part, parts[part], 'present')))
+        return steps
+
+    def start_ownership(self):
+        options = self.module.params.get('ownership')
+        if not options:
+            return
+        acquire_state_lock(self.module)
+        path = ownership.record_path(options['record_dir'])
+        try:
+            record = ownership.read_record(path)
+        except ValueError as exc:
+            self.module.fail_json(msg='ownership: %s; nothing was changed' % exc)
+        self.owner = ownership.Convergence(record, self.state, options.get('adopt'), path)
 
     def run(self):
         self.module.run_command_environ_update = COMMAND_ENVIRON
-        for part in self.parts():
+        given = self.given_parts()
+        self.start_ownership()
+        try:
+            steps = self.steps(given)
+        except ownership.OwnershipError as exc:
+            self.module.fail_json(msg='ownership: %s' % exc, errors=exc.errors)
+        firewall_before = None
+        if self.owner is not None and not self.owner.last_gone and not self.module.check_mode \
+                and self.owner.record['firewall_before'] is None:
+            firewall_before = ownership.read_firewall(NetnsRunner(self.module))
+        for label, part, params in steps:
             try:
-                params = part_params(part, self.module.params[part], self.state)
                 if self.module.check_mode and self.pending:
                     params, left_out = without_pending(part, params, self.pending)
                     if left_out:
-                        self.left_out[part] = left_out
+                        self.left_out[label] = len(left_out)
+                        self.pending_lines[label] = [describe_pending(part, item, params or {})
+                                                     for item in left_out]
                     if params is None:
                         continue
-                self.results[part] = run_part(self.module, part, params, self.rollback)
+                self.results[label] = run_part(self.module, part, params, self.rollback)
             except PartFailure as failure:
                 self.fail(failure)
             if part == 'netns' and self.module.check_mode:
                 self.pending = set(self.results[part].get('created', []))
         # Every part succeeded: what they created stays.
         self.rollback.discard()
+        if self.owner is not None:
+            self.finish_ownership(firewall_before)
         return self.result()
+
+    def finish_ownership(self, firewall_before):
+        """Write the record of what this run leaves (or remove it with the last namespace), and
+        put back what the first run found once nothing is desired any more."""
+        owner = self.owner
+        used = (self.results.get('nat_rule') or {}).get('backend') or None
+        commands = []
+        if owner.last_gone:
+            if not self.module.check_mode:
+                commands = ownership.restore_firewall(NetnsRunner(self.module), owner.record['firewall_before'])
+                ownership.remove_record(owner.path)
+            record = None
+        else:
+            if 'nftables' in owner.cleanup_backends and used != 'nftables' and not self.module.check_mode:
+                commands = ownership.drop_table_if_empty(NetnsRunner(self.module), *ownership.OUR_NFT_TABLE)
+            record = None
+            if not self.module.check_mode:
+                record = owner.next_record(used, firewall_before)
+                ownership.write_record(owner.path, record)
+        self.owner_result = dict(
+            record=owner.path, last=owner.last_gone, adopted=sorted(
+                name for name, entry in ((record or {}).get('namespaces') or {}).items() if entry['adopted']),
+            cleanup_backends=list(owner.cleanup_backends),
+            commands=[format_command(argv) for argv in commands])
 
     def fail(self, failure):
         fields = dict(failure.fields)
@@ -222,10 +320,12 @@ class Topology(object):
         return part_result
 
     def result(self):
+        changed_parts = [part for part, r in self.results.items() if r.get('changed') or part in self.pending_lines]
+        changed_parts.extend(part for part in self.pending_lines if part not in changed_parts)
         result = dict(
-            changed=any(r.get('changed') for r in self.results.values()),
+            changed=bool(changed_parts),
             parts=list(self.results),
-            changed_parts=[part for part, r in self.results.items() if r.get('changed')],
+            changed_parts=changed_parts,
             commands=[command for r in self.results.values() for command in r.get('commands', [])],
         )
         diffs = []
@@ -233,6 +333,17 @@ class Topology(object):
             diff = part_result.pop('diff', None)
             diffs.extend(diff if isinstance(diff, list) else [diff] if diff else [])
             result[part] = self.trimmed(part, part_result)
+        for part, lines in self.pending_lines.items():
+            diffs.append({'before_header': '%s (in namespaces to be created)' % part, 'before': '',
+                          'after_header': '%s (in namespaces to be created)' % part, 'after': '\n'.join(lines) + '\n'})
+            result.setdefault(part, {})['pending'] = lines
+        if self.owner_result is not None:
+            result['ownership'] = self.owner_result
+            result['commands'].extend(self.owner_result['commands'])
+            if self.owner_result['commands']:
+                result['changed'] = True
+                diffs.append({'before_header': 'host firewall', 'after_header': 'host firewall',
+                              'before': '', 'after': '\n'.join(self.owner_result['commands']) + '\n'})
         if self.module._diff:
             result['diff'] = diffs
         if self.module.check_mode:

@@ -59,6 +59,44 @@ options:
     type: str
     choices: [changed, full]
     default: changed
+  ownership:
+    description:
+      - Makes the call declarative for what the collection owns on this host. The call keeps a
+        record (a JSON file in O(ownership.record_dir) named after the host's network namespace
+        cookie) of the namespaces, host-side veth ends and routes it created, the NAT backend
+        it wrote rules with and the host firewall as it found it before the first call.
+      - Each call with O(state=present) then converges to exactly the parts given. Recorded
+        namespaces, pairs and routes that are no longer given are removed; the addresses of
+        pairs it created are purged to the listed ones; links of its own that drifted (a
+        renamed or half-deleted veth end) are recreated; the C(nat_rule) part always purges
+        rules of ours that are not listed, and a backend named explicitly that differs from
+        the recorded one is emptied first.
+      - A namespace or host-side link that exists and is not in the record belongs to someone else;
+        the call fails before changing anything, unless the namespace is listed in
+        O(ownership.adopt). An adopted namespace is never deleted, only what the call added
+        to it.
+      - When no namespace is given any more (or O(state=absent), which then ignores the parts'
+        lists), everything recorded is removed inside out, the forwarding sysctls recorded by
+        the C(sysctl_forward) part are put back, the FORWARD policies are restored and the
+        iptables-nft tables (and the collection's own nft table) that did not exist before the
+        first call are deleted if they hold no rule; the record is deleted.
+      - A namespace is known by its netns cookie (SO_NETNS_COOKIE, Linux 5.14 and later; the
+        inode on older kernels), so a later namespace of the same name, or with a reused inode,
+        is never taken for one the record lists.
+    type: dict
+    suboptions:
+      record_dir:
+        description:
+          - Directory of the record (created if missing). A tmpfs such as C(/run) fits, since
+            namespaces and rules do not survive a reboot either.
+        type: path
+        required: true
+      adopt:
+        description:
+          - Names of existing namespaces that the call may manage although it did not create them.
+        type: list
+        elements: str
+        default: []
   netns:
     description:
       - Options of M(linuxnet.netns.netns), usually C(namespaces), the list of namespaces.
@@ -215,10 +253,36 @@ pending_namespaces:
   type: list
   elements: str
 left_out:
-  description: In check mode, per part, how many objects living in RV(pending_namespaces) were left out of the preview.
+  description:
+    - In check mode, per part, how many objects living in RV(pending_namespaces) could not be
+      compared with the kernel. Each is listed as the part's C(pending) lines (and in the diff)
+      as what a real run would add.
   returned: check mode
   type: dict
   sample: {veth: 2, netns_route: 2}
+ownership:
+  description: With O(ownership), what the call did with the record.
+  returned: when O(ownership) is set
+  type: dict
+  contains:
+    record:
+      description: The record file.
+      type: str
+    last:
+      description: Whether nothing was desired any more, so everything recorded was removed.
+      type: bool
+    adopted:
+      description: The namespaces of the record that were adopted (never deleted).
+      type: list
+      elements: str
+    cleanup_backends:
+      description: Backends emptied of our rules because another one was asked for.
+      type: list
+      elements: str
+    commands:
+      description: Commands run to put the host firewall back (policies, empty tables).
+      type: list
+      elements: str
 failed_part:
   description: The part that failed.
   returned: failure
@@ -240,6 +304,10 @@ def main():
         argument_spec=dict(
             state=dict(type='str', default='present', choices=['present', 'absent']),
             report=dict(type='str', default='changed', choices=['changed', 'full']),
+            ownership=dict(type='dict', options=dict(
+                record_dir=dict(type='path', required=True),
+                adopt=dict(type='list', elements='str', default=[]),
+            )),
             **dict((part, dict(type='json')) for part in parts)
         ),
         required_one_of=[parts],

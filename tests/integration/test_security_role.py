@@ -134,7 +134,7 @@ def test_check_mode_on_a_fresh_host_changes_nothing(lab):
     assert run.rc == 0, run.output
     assert run.recap('target')['changed'] > 0  # it would change things ...
     assert lab.snapshot() == lab.pristine     # ... and changed none of them
-    assert not os.path.exists(lab.record)
+    assert not os.path.exists(harness.forwarding_record(lab.host))
 
 
 def test_scoped_mode_forwards_only_the_published_port(lab, listener):
@@ -169,13 +169,13 @@ def test_check_mode_of_absent_changes_nothing(lab):
     assert run.rc == 0, run.output
     assert run.recap('target')['changed'] > 0
     assert lab.snapshot() == before
-    assert os.path.exists(lab.record)
+    assert os.path.exists(harness.forwarding_record(lab.host))
 
 
 def test_absent_leaves_exactly_the_foreign_state(lab):
     if lab.state == 'fresh':
         lab.apply(None)
-    assert lab.myspace in harness.list_netns() and os.path.exists(lab.record)
+    assert lab.myspace in harness.list_netns() and os.path.exists(harness.forwarding_record(lab.host))
     run = lab.run(lab.variables(lab.state if lab.state == 'both' else None), state='absent')
     assert run.rc == 0 and run.recap('target')['failed'] == 0, run.output
     lab.state = 'fresh'
@@ -185,7 +185,7 @@ def test_absent_leaves_exactly_the_foreign_state(lab):
     # chain, table or forwarding sysctl of ours; every foreign item as it was.
     assert after == lab.pristine
     assert lab.myspace not in harness.list_netns()
-    assert not os.path.exists(lab.record)
+    assert not os.path.exists(harness.forwarding_record(lab.host))
     rules = after[lab.host]['rulesets']
     assert ':FORWARD DROP' in rules['iptables-save']
     assert not [line for line in rules['iptables-save'] + rules['nft'] if 'lnt' in line.lower()]

@@ -128,15 +128,25 @@ def routes(ns=None):
                   and 'ff00::/8' not in e)
 
 
-FORWARD_SYSCTLS = ('net/ipv4/ip_forward', 'net/ipv6/conf/all/forwarding', 'net/ipv6/conf/default/forwarding')
+
+
+_FORWARDING_SCRIPT = ('import glob\n'
+                      'paths = ["/proc/sys/net/ipv4/ip_forward"] + sorted(glob.glob("/proc/sys/net/ipv[46]/conf/*/forwarding"))\n'
+                      'for path in paths:\n'
+                      '    print(path[len("/proc/sys/"):], open(path).read().strip())\n')
 
 
 def sysctls(ns=None):
+    """Every forwarding sysctl: ip_forward and conf/*/forwarding of both families (all,
+    default and each interface), since one ip_forward write sets all of IPv4's."""
+    import sys
+    argv = [sys.executable, '-c', _FORWARDING_SCRIPT]
+    if ns:
+        argv = ['nsenter', '--net=/run/netns/' + ns] + argv
     result = {}
-    for key in FORWARD_SYSCTLS:
-        argv = ['cat', '/proc/sys/' + key]
-        out = nsexec(ns, argv, check=False) if ns else sh(argv, check=False)
-        result[key] = out.strip()
+    for line in sh(argv, check=False).splitlines():
+        key, dummy, value = line.partition(' ')
+        result[key] = value
     return result
 
 
@@ -216,18 +226,37 @@ def python_in_namespace(ns, directory):
 ROLE_RECORD_DIR = '/run/linuxnet-netns'
 
 
+_COOKIE_SCRIPT = ('import socket, struct\n'
+                  's = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n'
+                  'print(struct.unpack("=Q", s.getsockopt(socket.SOL_SOCKET, 71, 8))[0])\n')
+
+
+def namespace_cookie(ns):
+    """The netns cookie of ``ns`` (SO_NETNS_COOKIE read by a process inside it)."""
+    import sys
+    return int(sh(['nsenter', '--net=/run/netns/' + ns, sys.executable, '-c', _COOKIE_SCRIPT]).strip())
+
+
 def forwarding_record(ns, record_dir=ROLE_RECORD_DIR):
     """Where sysctl_forward (record_dir) keeps the values it replaced in ``ns``."""
-    return os.path.join(record_dir, 'forwarding-%d.json' % os.stat('/run/netns/' + ns).st_ino)
+    return os.path.join(record_dir, 'forwarding-cookie-%d.json' % namespace_cookie(ns))
+
+
+def ownership_record(ns, record_dir=ROLE_RECORD_DIR):
+    """Where netns_topology (ownership) records what it created on the host ``ns``."""
+    return os.path.join(record_dir, 'owned-cookie-%d.json' % namespace_cookie(ns))
 
 
 def remove_forwarding_record(ns, record_dir=ROLE_RECORD_DIR):
-    """Drop the record of ``ns`` (named after its inode, which a later namespace may get
-    again once ``ns`` is deleted without the role's state=absent)."""
-    try:
-        os.unlink(forwarding_record(ns, record_dir))
-    except OSError:
-        pass
+    """Drop the records the role keeps for host ``ns`` (forwarding values and ownership),
+    for a host namespace deleted without the role's state=absent; no-op if ``ns`` is gone."""
+    if not os.path.exists('/run/netns/' + ns):
+        return
+    for path in (forwarding_record(ns, record_dir), ownership_record(ns, record_dir)):
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
 
 
 def wait_for(predicate, timeout, interval=0.05):

@@ -217,7 +217,6 @@ class RoleLab(object):
         self.inner = []
         self.inventory = write_inventory(os.path.join(self.workdir, 'inventory.json'),
                                          {'target': {'ansible_netns_name': self.host}})
-        self.record = harness.forwarding_record(self.host)
 
     def _namespace(self, tag):
         name = harness.unique_name(tag)
@@ -247,11 +246,10 @@ class RoleLab(object):
         return settled_snapshot([self.host, self.outside] + self.inner)
 
     def close(self):
+        # The records are named after the host namespace's cookie: drop them with it.
+        harness.remove_forwarding_record(self.host)
         for name in self.inner + self.made:
             harness.delete_netns(name)
-        # The record is named after the host namespace's inode, which a later namespace may reuse.
-        if os.path.exists(self.record):
-            os.unlink(self.record)
 
 
 @contextlib.contextmanager

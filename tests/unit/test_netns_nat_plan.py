@@ -308,11 +308,23 @@ def test_topology_parts_hold_the_same_lists_as_the_plan():
     assert present['veth'] == {'pairs': lists['pairs']}
     assert present['netns_route'] == {'routes': lists['routes']}
     assert present['sysctl_forward'] == {'ipv4': True, 'record_dir': '/run/linuxnet-netns'}
-    assert present['nat_rule'] == {'rules': lists['rules'], 'backend': 'iptables', 'purge': False}
+    # the role converges through its ownership record: our rules are always purged to the list
+    assert present['nat_rule'] == {'rules': lists['rules'], 'backend': 'iptables', 'purge': True}
     absent = parts('absent', [article_namespace()])
     assert absent == {'netns': {'namespaces': lists['netns']}, 'veth': {'pairs': lists['pairs_absent']},
                       'sysctl_forward': {'restore': True, 'record_dir': '/run/linuxnet-netns'},
-                      'nat_rule': {'rules': lists['rules'], 'backend': 'iptables'}}
+                      'nat_rule': {'rules': [], 'backend': 'iptables', 'purge': True}}
+
+
+def test_the_ownership_option_names_the_record_dir_and_the_adopted_namespaces():
+    plan = netns_nat_plan([article_namespace(adopt=True),
+                           article_namespace(name='other', host_interface='veth3', inner_interface='veth4',
+                                             host_address='192.168.46.2/24', inner_address='192.168.46.3/24',
+                                             port_forwards=[])], topology=ROLE_SETTINGS)
+    assert plan['errors'] == []
+    assert plan['topology']['ownership'] == {'record_dir': '/run/linuxnet-netns', 'adopt': ['myspace']}
+    adopt_off = netns_nat_plan([article_namespace(adopt=False)], topology=ROLE_SETTINGS)
+    assert adopt_off['topology']['ownership']['adopt'] == []
 
 
 def test_with_topology_the_plan_keeps_only_what_the_role_reads():
@@ -325,16 +337,18 @@ def test_with_topology_the_plan_keeps_only_what_the_role_reads():
 def test_topology_parts_leave_out_what_has_nothing_to_do():
     present = parts('present', [article_namespace(default_route=False, source_nat='none', port_forwards=[])],
                     forwarding=False)
-    assert sorted(present) == ['netns', 'veth']  # no route, no forwarding, no rule
-    assert sorted(parts('present', [])) == ['sysctl_forward']
-    assert sorted(parts('absent', [])) == ['sysctl_forward']  # forwarding goes back in any case
+    # no route, no forwarding; the nat_rule part always runs (it purges rules that left the list)
+    assert sorted(present) == ['nat_rule', 'netns', 'veth']
+    assert present['nat_rule'] == {'rules': [], 'backend': 'iptables', 'purge': True}
+    assert sorted(parts('present', [])) == ['nat_rule', 'sysctl_forward']
+    assert sorted(parts('absent', [])) == ['nat_rule', 'sysctl_forward']  # forwarding goes back in any case
 
 
-def test_purge_or_a_forward_policy_alone_still_calls_the_nat_rule_part():
+def test_a_forward_policy_goes_to_the_nat_rule_part():
     assert parts('present', [], purge=True)['nat_rule'] == {'rules': [], 'backend': 'iptables', 'purge': True}
     assert parts('present', [], forward_policy='drop')['nat_rule'] == {
-        'rules': [], 'backend': 'iptables', 'purge': False, 'forward_policy': 'drop'}
-    assert 'nat_rule' not in parts('absent', [], purge=True)
+        'rules': [], 'backend': 'iptables', 'purge': True, 'forward_policy': 'drop'}
+    assert 'forward_policy' not in parts('absent', [], forward_policy='drop')['nat_rule']
 
 
 def test_random_fully_goes_to_the_source_nat_rule_of_its_namespace_only():

@@ -219,13 +219,20 @@ class TestRecord:
 
     def test_recorded_values_keep_the_first_value_of_written_keys_only(self):
         wanted = validate(ipv4=True, interfaces=[{'name': 'va', 'ipv6': True}])
-        plan = S.plan_settings(wanted, current())
-        assert S.recorded_values(plan, {}) == {'net.ipv4.ip_forward': 0, 'net.ipv6.conf.va.forwarding': 0}
+        now = current({S.interface_path(4, 'vb'): 1})
+        plan = S.plan_settings(wanted, now)
+        # the ip_forward write also sets every conf/*/forwarding of IPv4: their old values
+        # (vb was 1 while ip_forward was 0) are recorded so that a restore puts them back
+        assert S.recorded_values(plan, {}, now.values) == {
+            'net.ipv4.ip_forward': 0, 'net.ipv4.conf.all.forwarding': 0, 'net.ipv4.conf.default.forwarding': 0,
+            'net.ipv4.conf.lo.forwarding': 0, 'net.ipv4.conf.va.forwarding': 0, 'net.ipv4.conf.vb.forwarding': 1,
+            'net.ipv6.conf.va.forwarding': 0}
         # a key already in the record keeps its value; other recorded keys stay
-        assert S.recorded_values(plan, {'net.ipv4.ip_forward': 1, 'net.ipv6.conf.all.forwarding': 1}) == {
-            'net.ipv4.ip_forward': 1, 'net.ipv6.conf.all.forwarding': 1, 'net.ipv6.conf.va.forwarding': 0}
+        recorded = S.recorded_values(plan, {'net.ipv4.ip_forward': 1, 'net.ipv6.conf.all.forwarding': 1}, now.values)
+        assert recorded['net.ipv4.ip_forward'] == 1 and recorded['net.ipv6.conf.all.forwarding'] == 1
+        assert recorded['net.ipv4.conf.vb.forwarding'] == 1 and recorded['net.ipv6.conf.va.forwarding'] == 0
         unchanged = S.plan_settings(validate(ipv4=False), current())
-        assert S.recorded_values(unchanged, {}) == {}
+        assert S.recorded_values(unchanged, {}, current().values) == {}
 
     def test_restore_writes_globals_first_and_skips_vanished_interfaces(self):
         now = current({S.IPV4_FORWARD: 1, S.IPV6_ALL: 1, S.interface_path(4, 'va'): 1})

@@ -17,7 +17,7 @@ from ansible_collections.linuxnet.netns.plugins.module_utils import topology
 from ansible_collections.linuxnet.netns.plugins.module_utils.common import (
     COMMAND_ENVIRON, Rollback, fail_from_exception)
 from ansible_collections.linuxnet.netns.plugins.module_utils.topology import (
-    ORDER, PARTS, PartExit, PartFailure, PartModule, Topology, part_params, without_pending)
+    ORDER, PARTS, PartExit, PartFailure, PartModule, Topology, describe_pending, part_params, without_pending)
 
 
 class Failed(Exception):
@@ -105,13 +105,29 @@ def test_sysctl_forward_has_no_state_and_is_passed_as_given(state):
 
 # --- without_pending ---------------------------------------------------------------------------
 
+def counted_without_pending(part, params, pending):
+    """without_pending with the number of objects left out instead of the objects."""
+    reduced, left_out = without_pending(part, params, pending)
+    return reduced, len(left_out)
+
+
+def test_left_out_objects_are_described_as_what_a_real_run_would_add():
+    veth = {'pairs': [{'name': 'v1', 'peer': 'p1', 'peer_namespace': 'new', 'addresses': ['10.1.0.1/24']}],
+            'purge_addresses': True}
+    reduced, left_out = without_pending('veth', veth, {'new'})
+    assert reduced is None and left_out == veth['pairs']
+    assert describe_pending('veth', left_out[0], veth) == (
+        '+ veth addresses=10.1.0.1/24 name=v1 peer=p1 peer_namespace=new purge_addresses=True')
+    route = {'namespace': 'new', 'dest': 'default', 'gateway': '10.1.0.1', 'state': 'present'}
+    assert describe_pending('netns_route', route, {}) == '+ netns_route dest=default gateway=10.1.0.1 namespace=new'
+
 def test_list_items_in_pending_namespaces_are_left_out():
     params = {'pairs': [
         {'name': 'v1', 'peer': 'p1', 'peer_namespace': 'new1'},
         {'name': 'v2', 'peer': 'p2', 'namespace': 'old', 'peer_namespace': 'old2'},
         {'name': 'v3', 'peer': 'p3', 'namespace': 'new2'},  # its peer_namespace defaults to it
     ], 'state': 'present'}
-    reduced, left_out = without_pending('veth', params, {'new1', 'new2'})
+    reduced, left_out = counted_without_pending('veth', params, {'new1', 'new2'})
     assert left_out == 2
     assert reduced == {'pairs': [params['pairs'][1]], 'state': 'present'}
     assert len(params['pairs']) == 3  # the given options are not modified
@@ -121,36 +137,36 @@ def test_items_use_the_top_level_namespaces_as_defaults():
     # All of these pairs live in the top-level (pending) namespace.
     veth = {'namespace': 'new', 'pairs': [{'name': 'a', 'peer': 'b'},
                                           {'name': 'c', 'peer': 'd', 'peer_namespace': 'old'}]}
-    assert without_pending('veth', veth, {'new'}) == (None, 2)
+    assert counted_without_pending('veth', veth, {'new'}) == (None, 2)
     # The top-level peer_namespace is a default too; an item's own namespace wins.
     veth = {'peer_namespace': 'new', 'pairs': [{'name': 'a', 'peer': 'b'},
                                                {'name': 'c', 'peer': 'd', 'peer_namespace': 'old'}]}
-    reduced, left_out = without_pending('veth', veth, {'new'})
+    reduced, left_out = counted_without_pending('veth', veth, {'new'})
     assert left_out == 1 and reduced['pairs'] == [{'name': 'c', 'peer': 'd', 'peer_namespace': 'old'}]
     # netns_route and nat_rule items without namespace take the top-level one.
     routes = {'namespace': 'new', 'routes': [{'dest': 'default', 'gateway': '10.1.0.1'},
                                              {'dest': '10.9.0.0/24', 'namespace': 'old', 'gateway': '10.2.0.1'}]}
-    reduced, left_out = without_pending('netns_route', routes, {'new'})
+    reduced, left_out = counted_without_pending('netns_route', routes, {'new'})
     assert left_out == 1 and [r['dest'] for r in reduced['routes']] == ['10.9.0.0/24']
     assert reduced['namespace'] == 'new'  # the top-level option itself stays for the kept items
     rules = {'namespace': 'old', 'rules': [{'kind': 'masquerade'}, {'kind': 'dnat', 'namespace': 'new'}]}
-    reduced, left_out = without_pending('nat_rule', rules, {'new'})
+    reduced, left_out = counted_without_pending('nat_rule', rules, {'new'})
     assert left_out == 1 and reduced['rules'] == [{'kind': 'masquerade'}]
 
 
 def test_nothing_left_to_preview_is_none_with_the_count():
     routes = {'routes': [{'namespace': 'n1', 'dest': 'default'}, {'namespace': 'n2', 'dest': 'default'}]}
-    assert without_pending('netns_route', routes, {'n1', 'n2'}) == (None, 2)
+    assert counted_without_pending('netns_route', routes, {'n1', 'n2'}) == (None, 2)
     settings = {'settings': [{'namespace': 'n1', 'ipv4': True}]}
-    assert without_pending('sysctl_forward', settings, {'n1'}) == (None, 1)
+    assert counted_without_pending('sysctl_forward', settings, {'n1'}) == (None, 1)
 
 
 def test_nothing_pending_keeps_everything():
     params = {'pairs': [{'name': 'v1', 'peer': 'p1', 'namespace': 'a', 'peer_namespace': 'b'}]}
-    reduced, left_out = without_pending('veth', params, {'c'})
+    reduced, left_out = counted_without_pending('veth', params, {'c'})
     assert left_out == 0 and reduced == params
     # An empty list is not "nothing left": there was nothing to leave out.
-    assert without_pending('veth', {'pairs': []}, {'c'}) == ({'pairs': []}, 0)
+    assert counted_without_pending('veth', {'pairs': []}, {'c'}) == ({'pairs': []}, 0)
 
 
 @pytest.mark.parametrize('part, params', [
@@ -162,7 +178,7 @@ def test_nothing_pending_keeps_everything():
     ('nat_rule', {'kind': 'masquerade', 'namespace': 'new', 'rules': None}),
 ])
 def test_single_form_in_a_pending_namespace_is_left_out_as_one(part, params):
-    assert without_pending(part, params, {'new'}) == (None, 1)
+    assert counted_without_pending(part, params, {'new'}) == (None, 1)
 
 
 @pytest.mark.parametrize('part, params', [
@@ -172,7 +188,7 @@ def test_single_form_in_a_pending_namespace_is_left_out_as_one(part, params):
     ('nat_rule', {'kind': 'masquerade', 'namespace': None}),
 ])
 def test_single_form_elsewhere_is_kept_as_is(part, params):
-    reduced, left_out = without_pending(part, params, {'new'})
+    reduced, left_out = counted_without_pending(part, params, {'new'})
     assert reduced is params and left_out == 0
 
 
@@ -554,9 +570,9 @@ def test_state_lock_is_not_taken_in_check_mode(tmp_path, held_locks):
 def test_nat_rule_part_without_rules_in_a_pending_namespace_is_left_out(params):
     """Only top-level options (purge, the FORWARD policy) for a namespace check mode would
     create: there is nothing to compare, so the part is not previewed."""
-    assert without_pending('nat_rule', params, {'new'}) == (None, 0)
+    assert counted_without_pending('nat_rule', params, {'new'}) == (None, 0)
 
 
 def test_nat_rule_part_without_rules_elsewhere_is_kept():
     params = {'namespace': 'old', 'rules': [], 'purge': True}
-    assert without_pending('nat_rule', params, {'new'}) == (params, 0)
+    assert counted_without_pending('nat_rule', params, {'new'}) == (params, 0)
