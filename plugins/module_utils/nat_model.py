@@ -683,6 +683,34 @@ def plan_entries(current, desired, managed_ids):
     return keep, remove, add
 
 
+def in_desired_order(desired, keep, remove, add, managed_ids):
+    """keep/remove/add that leave each of our chains in the order of ``desired``.
+
+    New entries are appended, so after an edit the kept ones would come first and the chain
+    would differ from what a fresh apply writes, and an older entry of ours could decide
+    before a newer one it overlaps. In a chain where the kept entries of ours plus the
+    appended ones do not give the order of ``desired``, every entry of ours is rewritten in
+    that order (one atomic transaction, as any other change)."""
+    def location(entry):
+        return (entry.family, entry.table, entry.chain)
+
+    wanted_order = {}
+    for entry in desired:
+        wanted_order.setdefault(location(entry), []).append(entry.key)
+    final = {}
+    for entry in keep + add:
+        if entry.rule_id in managed_ids or entry in add:
+            final.setdefault(location(entry), []).append(entry.key)
+    unordered = set(where for where, keys in final.items() if keys != wanted_order.get(where, []))
+    if not unordered:
+        return keep, remove, add
+    moved = [entry for entry in keep if location(entry) in unordered and entry.rule_id in managed_ids]
+    keep = [entry for entry in keep if entry not in moved]
+    add = [entry for entry in add if location(entry) not in unordered] + \
+        [entry for entry in desired if location(entry) in unordered]
+    return keep, remove + moved, add
+
+
 def managed_ids(rules, current, purge, namespace):
     """The rule ids a call decides about in ``namespace``: the ones it names, plus with
     ``purge`` every id of ours found there."""

@@ -25,6 +25,7 @@ from ansible_collections.linuxnet.netns.plugins.module_utils.common import (
 from ansible_collections.linuxnet.netns.plugins.module_utils.nat_model import (
     RULE_KEYS,
     conntrack_cleanups,
+    in_desired_order,
     iptables_entries,
     managed_ids,
     nft_entries,
@@ -174,6 +175,7 @@ def _plan_iptables(plan, mine, rules, params, policy):
     ids = managed_ids(rules, current, params['purge'], plan.namespace)
     keep, remove, add = plan_entries(current, desired, ids)
     plan.kept_entries, plan.removed_entries, plan.added_entries = keep, remove, add
+    keep, remove, add = in_desired_order(desired, keep, remove, add, ids)
     for family in (4, 6):
         view = chosen[family]
         pick = [e for e in add if e.family == family]
@@ -195,6 +197,7 @@ def _plan_nftables(plan, mine, rules, params, policy):
     ids = managed_ids(rules, current, params['purge'], plan.namespace)
     keep, remove, add = plan_entries(current, desired, ids)
     plan.kept_entries, plan.removed_entries, plan.added_entries = keep, remove, add
+    keep, remove, add = in_desired_order(desired, keep, remove, add, ids)
     plan.before.extend(nft.current_lines(state))
     plan.transactions.extend(nft.plan_table(state, keep, remove, add, policy))
     plan.transactions.extend(_mirror_forward(plan, mine, rules, params, policy))
@@ -216,7 +219,7 @@ def _mirror_forward(plan, mine, rules, params, policy):
             continue
         desired = [entry for entry in wanted if entry.family == family] if restrictive else []
         ids = managed_ids(rules, current, params['purge'], plan.namespace)
-        keep, remove, add = plan_entries(current, desired, ids)
+        keep, remove, add = in_desired_order(desired, *plan_entries(current, desired, ids), managed_ids=ids)
         plan.before.extend(line for line in ipt.current_lines(view) if ' filter: ' in line)
         transactions.extend(ipt.plan_view(view, keep, remove, add, policy=view_policy, tables=('filter',)))
     return transactions

@@ -179,6 +179,13 @@ def drop_table_if_empty(runner, family, name):
     return [argv]
 
 
+def route_family(route):
+    """ipv4 or ipv6, as the route's own family, gateway or destination says."""
+    if route.get('family'):
+        return route['family']
+    return 'ipv6' if ':' in (route.get('gateway') or route.get('dest') or '') else 'ipv4'
+
+
 # --- converging ---------------------------------------------------------------------------------------
 
 class Convergence(object):
@@ -301,7 +308,8 @@ class Convergence(object):
                 continue
             going = namespace not in wanted_names and not self.owned[namespace].get('adopted')
             if not going and namespace_exists(namespace):
-                stale.append({'namespace': namespace, 'dest': route['dest'], 'state': 'absent'})
+                stale.append({'namespace': namespace, 'dest': route['dest'], 'family': route_family(route),
+                              'state': 'absent'})
         given['routes'] = stale + routes
         return given if given['routes'] else None
 
@@ -358,7 +366,8 @@ class Convergence(object):
                 adopted = self.links_before.get(name) is not None
             record['pairs'][name] = {'namespace': pair.get('peer_namespace'), 'ifindex': link_index(name),
                                      'adopted': bool(adopted)}
-        record['routes'] = [{'namespace': route.get('namespace'), 'dest': route.get('dest')}
+        record['routes'] = [{'namespace': route.get('namespace'), 'dest': route.get('dest'),
+                             'family': route.get('family') or route_family(route)}
                             for route in (parts.get('netns_route') or {}).get('routes') or []
                             if route.get('state', 'present') == 'present']
         record['backends'] = [used_backend] if used_backend in BACKENDS else list(self.record['backends'])

@@ -187,6 +187,8 @@ class Topology(object):
         self.pending_lines = {}
         self.owner = None
         self.owner_result = None
+        self.labels = []
+        self.firewall_commands = []
 
     def given_parts(self):
         given = {}
@@ -242,6 +244,7 @@ class Topology(object):
         if self.owner is not None and not self.owner.last_gone and not self.module.check_mode \
                 and self.owner.record['firewall_before'] is None:
             firewall_before = ownership.read_firewall(NetnsRunner(self.module))
+        self.labels = [label for label, dummy_part, dummy_params in steps]
         for label, part, params in steps:
             try:
                 if self.module.check_mode and self.pending:
@@ -253,6 +256,11 @@ class Topology(object):
                     if params is None:
                         continue
                 self.results[label] = run_part(self.module, part, params, self.rollback)
+                if label == 'nat_rule_cleanup' and not self.module.check_mode:
+                    # The backend left behind is as the first run found it, so the new
+                    # one starts where a fresh apply would (no policy or table of ours left).
+                    self.firewall_commands.extend(ownership.restore_firewall(
+                        NetnsRunner(self.module), self.owner.record['firewall_before']))
             except PartFailure as failure:
                 self.fail(failure)
             if part == 'netns' and self.module.check_mode:
@@ -268,15 +276,13 @@ class Topology(object):
         put back what the first run found once nothing is desired any more."""
         owner = self.owner
         used = (self.results.get('nat_rule') or {}).get('backend') or None
-        commands = []
+        commands = self.firewall_commands
         if owner.last_gone:
             if not self.module.check_mode:
-                commands = ownership.restore_firewall(NetnsRunner(self.module), owner.record['firewall_before'])
+                commands.extend(ownership.restore_firewall(NetnsRunner(self.module), owner.record['firewall_before']))
                 ownership.remove_record(owner.path)
             record = None
         else:
-            if 'nftables' in owner.cleanup_backends and used != 'nftables' and not self.module.check_mode:
-                commands = ownership.drop_table_if_empty(NetnsRunner(self.module), *ownership.OUR_NFT_TABLE)
             record = None
             if not self.module.check_mode:
                 record = owner.next_record(used, firewall_before)
@@ -320,8 +326,9 @@ class Topology(object):
         return part_result
 
     def result(self):
-        changed_parts = [part for part, r in self.results.items() if r.get('changed') or part in self.pending_lines]
-        changed_parts.extend(part for part in self.pending_lines if part not in changed_parts)
+        order = self.labels or list(self.results) + [label for label in self.pending_lines if label not in self.results]
+        changed_parts = [label for label in order
+                         if (self.results.get(label) or {}).get('changed') or label in self.pending_lines]
         result = dict(
             changed=bool(changed_parts),
             parts=list(self.results),

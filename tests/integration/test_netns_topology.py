@@ -188,7 +188,7 @@ def test_reference_topology_builds_once_then_is_unchanged(netns, tmp_path, backe
         assert ip_forward(name) == 0  # forwarding was turned on in the host namespace only
     assert ip_forward(topo.host) == 1
     with open(topo.record()) as handle:
-        assert json.load(handle)['before'] == {'net.ipv4.ip_forward': 0}
+        assert json.load(handle)['before'] == harness.recorded_off(topo.host)
     rules = harness.rulesets(topo.host)
     if backend == 'iptables':
         saved = rules['iptables-save']
@@ -233,9 +233,17 @@ def test_check_mode_on_a_clean_host_changes_nothing_and_leaves_out_pending(topo)
     assert not os.path.exists(topo.record_dir)
     assert preview['pending_namespaces'] == sorted(topo.inner)
     assert preview['left_out'] == {'veth': 2, 'netns_route': 2, 'nat_rule': 1}
-    # veth and netns_route had nothing left to preview; the rest ran in check mode.
+    # veth and netns_route had nothing left to compare; the rest ran in check mode. What a
+    # real run would add in the pending namespaces is still shown, as lines and in the diff.
     assert preview['parts'] == ['netns', 'sysctl_forward', 'nat_rule']
-    assert preview['changed_parts'] == ['netns', 'sysctl_forward', 'nat_rule']
+    assert preview['changed_parts'] == PRESENT_ORDER
+    assert len(preview['veth']['pending']) == 2 and len(preview['netns_route']['pending']) == 2
+    for index, name in enumerate(topo.inner):
+        assert any('name=%s' % topo.host_end(index) in line and 'peer_namespace=%s' % name in line
+                   for line in preview['veth']['pending']), preview['veth']['pending']
+        assert any('namespace=%s' % name in line and 'dest=default' in line
+                   for line in preview['netns_route']['pending']), preview['netns_route']['pending']
+    assert any('kind=masquerade' in line for line in preview['nat_rule']['pending'])
     assert preview['netns']['created'] == topo.inner
     assert preview['sysctl_forward']['after'] == {topo.host: {'net.ipv4.ip_forward': 1}}
     assert preview['nat_rule']['rules_added']
@@ -278,7 +286,7 @@ def test_diff_mode_returns_the_parts_diffs_in_order(topo):
         for i, name in enumerate(topo.inner))
     assert sysctl_diff['before'] == '%s: net.ipv4.ip_forward = 0\n' % topo.host
     assert sysctl_diff['after'] == '%s: net.ipv4.ip_forward = 1\n' % topo.host
-    assert record_diff['before'] == '' and json.loads(record_diff['after'])['before'] == {'net.ipv4.ip_forward': 0}
+    assert record_diff['before'] == '' and json.loads(record_diff['after'])['before'] == harness.recorded_off(topo.host)
     with open(record) as handle:
         assert handle.read() == record_diff['after']
     assert nat_diff['before'] == ''

@@ -247,6 +247,16 @@ def ownership_record(ns, record_dir=ROLE_RECORD_DIR):
     return os.path.join(record_dir, 'owned-cookie-%d.json' % namespace_cookie(ns))
 
 
+def recorded_off(ns, families=(4,)):
+    """What sysctl_forward records for a namespace whose forwarding values were all 0 before
+    a global write of these families: the global key and every conf/*/forwarding it overwrote."""
+    record = {'net.ipv4.ip_forward': 0} if 4 in families else {}
+    for key in sysctls(ns):
+        if any(key.startswith('net/ipv%d/conf/' % family) for family in families):
+            record[key.replace('/', '.')] = 0
+    return record
+
+
 def remove_forwarding_record(ns, record_dir=ROLE_RECORD_DIR):
     """Drop the records the role keeps for host ``ns`` (forwarding values and ownership),
     for a host namespace deleted without the role's state=absent; no-op if ``ns`` is gone."""

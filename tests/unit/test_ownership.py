@@ -1,0 +1,212 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The ownership record's convergence (module_utils/ownership.py) on a faked host: which
+objects a run removes, refuses, repairs and records. The kernel reads are replaced by a
+small dictionary; tests/integration/test_change_matrix_*.py and test_ownership_role.py
+prove the same on real namespaces."""
+import json
+
+import pytest
+
+from ansible_collections.linuxnet.netns.plugins.module_utils import ownership
+from ansible_collections.linuxnet.netns.plugins.module_utils.nat_model import Entry, in_desired_order
+
+
+class FakeHost(object):
+    """Namespaces (name -> key) and host links (name -> ifindex) that exist now."""
+
+    def __init__(self, monkeypatch, namespaces=None, links=None):
+        self.namespaces = dict(namespaces or {})
+        self.links = dict(links or {})
+        monkeypatch.setattr(ownership, 'namespace_exists', lambda name: name in self.namespaces)
+        monkeypatch.setattr(ownership, 'namespace_key', lambda name: self.namespaces[name] if name else 'cookie:1')
+        monkeypatch.setattr(ownership, 'link_index', lambda name: self.links.get(name))
+
+
+def record(namespaces=None, pairs=None, routes=None, backends=('iptables',)):
+    data = ownership.empty_record()
+    data.update(namespaces=namespaces or {}, pairs=pairs or {}, routes=routes or [], backends=list(backends))
+    return data
+
+
+def parts(names, backend='auto'):
+    return {
+        'netns': {'namespaces': [{'name': name} for name in names]},
+        'veth': {'pairs': [{'name': 'h-' + name, 'peer': 'eth0', 'peer_namespace': name,
+                            'addresses': ['10.0.0.1/24'], 'peer_addresses': ['10.0.0.2/24']} for name in names]},
+        'netns_route': {'routes': [{'namespace': name, 'dest': 'default', 'gateway': '10.0.0.1'} for name in names]},
+        'sysctl_forward': {'ipv4': True, 'record_dir': '/run/x'},
+        'nat_rule': {'rules': [], 'backend': backend, 'purge': True},
+    }
+
+
+def owned(*names, **keys):
+    return dict((name, {'key': keys.get(name, 'cookie:%s' % name), 'adopted': False}) for name in names)
+
+
+def test_a_namespace_that_left_the_list_is_removed_with_nothing_else(monkeypatch):
+    FakeHost(monkeypatch, namespaces={'a': 'cookie:a', 'b': 'cookie:b'}, links={'h-a': 5, 'h-b': 6})
+    rec = record(owned('a', 'b'), pairs={'h-a': {'namespace': 'a', 'ifindex': 5}, 'h-b': {'namespace': 'b', 'ifindex': 6}},
+                 routes=[{'namespace': 'a', 'dest': 'default'}, {'namespace': 'b', 'dest': 'default'}])
+    conv = ownership.Convergence(rec, 'present', [])
+    result = conv.converge(parts(['a']))
+    assert result['netns']['namespaces'] == [{'name': 'b', 'state': 'absent'}, {'name': 'a'}]
+    # b's pair and route go with its namespace; a's pair is ours: addresses purged, drift repaired
+    assert result['veth']['pairs'] == [dict(parts(['a'])['veth']['pairs'][0], purge_addresses=True, recreate=True)]
+    assert result['netns_route']['routes'] == parts(['a'])['netns_route']['routes']
+    assert result['nat_rule']['purge'] is True and not conv.last_gone
+
+
+def test_an_existing_namespace_not_in_the_record_is_refused_unless_adopted(monkeypatch):
+    FakeHost(monkeypatch, namespaces={'theirs': 'cookie:9'})
+    with pytest.raises(ownership.OwnershipError) as failure:
+        ownership.Convergence(record(), 'present', []).converge(parts(['theirs']))
+    assert 'namespace theirs already exists and was not created by linuxnet.netns' in str(failure.value)
+    conv = ownership.Convergence(record(), 'present', ['theirs'])
+    result = conv.converge(parts(['theirs']))
+    # adopted: its new pair is ours (addresses purged) but links in it are never recreated
+    assert result['veth']['pairs'][0]['purge_addresses'] is True and 'recreate' not in result['veth']['pairs'][0]
+
+
+def test_a_namespace_of_the_same_name_but_another_key_is_not_ours(monkeypatch):
+    """The record names cookie:old; the namespace now called a is another one (recreated by hand)."""
+    FakeHost(monkeypatch, namespaces={'a': 'cookie:new', 'b': 'cookie:b'})
+    rec = record(owned('a', 'b', a='cookie:old'))
+    result = ownership.Convergence(rec, 'present', []).converge(parts(['b']))
+    assert {'name': 'a', 'state': 'absent'} not in result['netns']['namespaces']
+    with pytest.raises(ownership.OwnershipError):
+        ownership.Convergence(rec, 'present', []).converge(parts(['a', 'b']))
+
+
+def test_a_foreign_host_link_with_the_pair_name_is_refused(monkeypatch):
+    FakeHost(monkeypatch, links={'h-a': 3})
+    with pytest.raises(ownership.OwnershipError) as failure:
+        ownership.Convergence(record(), 'present', []).converge(parts(['a']))
+    assert 'interface h-a already exists on the host' in str(failure.value)
+    # the same name with the ifindex the record holds is ours
+    FakeHost(monkeypatch, namespaces={'a': 'cookie:a'}, links={'h-a': 3})
+    rec = record(owned('a'), pairs={'h-a': {'namespace': 'a', 'ifindex': 3}})
+    assert ownership.Convergence(rec, 'present', []).converge(parts(['a']))['veth']['pairs'][0]['recreate'] is True
+
+
+def test_a_renamed_host_interface_removes_the_old_pair_first(monkeypatch):
+    FakeHost(monkeypatch, namespaces={'a': 'cookie:a'}, links={'old': 4})
+    rec = record(owned('a'), pairs={'old': {'namespace': 'a', 'ifindex': 4}})
+    result = ownership.Convergence(rec, 'present', []).converge(parts(['a']))
+    assert result['veth']['pairs'][0] == {'name': 'old', 'state': 'absent'}
+    assert result['veth']['pairs'][1]['name'] == 'h-a'
+
+
+def test_a_route_that_left_the_list_is_removed_from_a_namespace_that_stays(monkeypatch):
+    FakeHost(monkeypatch, namespaces={'a': 'cookie:a'})
+    rec = record(owned('a'), routes=[{'namespace': 'a', 'dest': 'default'}, {'namespace': 'a', 'dest': '10.9.0.0/16'}])
+    result = ownership.Convergence(rec, 'present', []).converge(parts(['a']))
+    assert result['netns_route']['routes'][0] == {'namespace': 'a', 'dest': '10.9.0.0/16', 'family': 'ipv4',
+                                                  'state': 'absent'}
+
+
+def test_an_explicit_backend_switch_empties_the_recorded_backend(monkeypatch):
+    FakeHost(monkeypatch, namespaces={'a': 'cookie:a'})
+    conv = ownership.Convergence(record(owned('a'), backends=['iptables']), 'present', [])
+    conv.converge(parts(['a'], backend='nftables'))
+    assert conv.cleanup_backends == ['iptables']
+    conv = ownership.Convergence(record(owned('a'), backends=['iptables']), 'present', [])
+    conv.converge(parts(['a'], backend='auto'))  # auto stays with the backend that holds our rules
+    assert conv.cleanup_backends == []
+
+
+def test_absent_removes_what_the_record_holds_whatever_the_list_says(monkeypatch):
+    FakeHost(monkeypatch, namespaces={'a': 'cookie:a', 'kept': 'cookie:k', 'stranger': 'cookie:s'},
+             links={'h-a': 5, 'h-kept': 7})
+    rec = record(dict(owned('a'), kept={'key': 'cookie:k', 'adopted': True}),
+                 pairs={'h-a': {'namespace': 'a', 'ifindex': 5}, 'h-kept': {'namespace': 'kept', 'ifindex': 7}},
+                 routes=[{'namespace': 'kept', 'dest': 'default'}], backends=['nftables', 'iptables'])
+    conv = ownership.Convergence(rec, 'absent', [])
+    result = conv.converge(parts(['stranger']))
+    assert conv.last_gone
+    # the adopted namespace stays; the pair and route the role added to it go; the stranger is untouched
+    assert result['netns']['namespaces'] == [{'name': 'a', 'state': 'absent'}]
+    assert result['veth']['pairs'] == [{'name': 'h-kept', 'state': 'absent'}]
+    assert result['netns_route']['routes'] == [{'namespace': 'kept', 'dest': 'default', 'family': 'ipv4',
+                                                'state': 'absent'}]
+    assert result['sysctl_forward'] == {'restore': True, 'record_dir': '/run/x'}
+    assert result['nat_rule'] == {'backend': 'nftables', 'rules': [], 'purge': True}
+    assert conv.cleanup_backends == ['iptables']
+
+
+def test_the_next_record_keeps_adoption_and_keys(monkeypatch):
+    host = FakeHost(monkeypatch, namespaces={'theirs': 'cookie:t'})
+    conv = ownership.Convergence(record(backends=[]), 'present', ['theirs'])
+    given = parts(['theirs', 'new'])
+    conv.converge(given)
+    host.namespaces['new'] = 'cookie:n'
+    host.links.update({'h-theirs': 11, 'h-new': 12})
+    nxt = conv.next_record('nftables', {'tables': [], 'policies': {'4': 'ACCEPT'}})
+    assert nxt['namespaces'] == {'theirs': {'key': 'cookie:t', 'adopted': True},
+                                 'new': {'key': 'cookie:n', 'adopted': False}}
+    assert nxt['pairs']['h-new'] == {'namespace': 'new', 'ifindex': 12, 'adopted': False}
+    assert nxt['backends'] == ['nftables'] and nxt['firewall_before']['policies'] == {'4': 'ACCEPT'}
+    assert nxt['routes'] == [{'namespace': 'theirs', 'dest': 'default', 'family': 'ipv4'},
+                             {'namespace': 'new', 'dest': 'default', 'family': 'ipv4'}]
+
+
+def test_a_file_that_is_not_a_record_of_ours_is_refused(tmp_path):
+    path = tmp_path / 'owned.json'
+    path.write_text(json.dumps({'something': 'else'}))
+    with pytest.raises(ValueError):
+        ownership.read_record(str(path))
+    assert ownership.read_record(str(tmp_path / 'missing.json')) == ownership.empty_record()
+    ownership.write_record(str(tmp_path / 'sub' / 'owned.json'), record(owned('a')))
+    assert ownership.read_record(str(tmp_path / 'sub' / 'owned.json'))['namespaces'] == owned('a')
+
+
+class FakeRunner(object):
+    def __init__(self, outputs):
+        self.outputs = outputs
+        self.ran = []
+
+    def which(self, name):
+        return '/usr/sbin/' + name
+
+    def run(self, argv, data=None, check=True):
+        self.ran.append(argv)
+        return self.outputs.get(' '.join(argv), (1, '', 'No such file or directory'))
+
+
+def test_the_firewall_is_put_back_as_it_was_found():
+    nft_table = json.dumps({'nftables': [{'metainfo': {}}, {'table': {'family': 'ip6', 'name': 'filter'}},
+                                         {'chain': {'name': 'FORWARD', 'policy': 'drop'}}]})
+    runner = FakeRunner({
+        'iptables-save -t filter': (0, '*filter\n:FORWARD DROP [0:0]\nCOMMIT\n', ''),
+        'ip6tables-save -t filter': (0, '*filter\n:FORWARD DROP [0:0]\nCOMMIT\n', ''),
+        'iptables -w 5 -P FORWARD ACCEPT': (0, '', ''),
+        'nft -j list table ip6 filter': (0, nft_table, ''),
+        'nft delete table ip6 filter': (0, '', ''),
+    })
+    before = {'tables': ['ip filter'], 'policies': {'4': 'ACCEPT', '6': 'ACCEPT'}}
+    commands = ownership.restore_firewall(runner, before)
+    # ip filter existed: its policy goes back; ip6 filter did not: it goes (it holds no rule)
+    assert commands == [['iptables', '-w', '5', '-P', 'FORWARD', 'ACCEPT'],
+                        ['ip6tables', '-w', '5', '-P', 'FORWARD', 'ACCEPT'],
+                        ['nft', 'delete', 'table', 'ip6', 'filter']]
+    assert ['nft', 'delete', 'table', 'ip', 'filter'] not in runner.ran
+
+
+def test_a_table_with_rules_is_never_deleted():
+    with_rule = json.dumps({'nftables': [{'table': {}}, {'rule': {'expr': []}}]})
+    runner = FakeRunner({'nft -j list table ip nat': (0, with_rule, '')})
+    assert ownership.drop_table_if_empty(runner, 'ip', 'nat') == []
+    assert ['nft', 'delete', 'table', 'ip', 'nat'] not in runner.ran
+
+
+def entry(chain, tag):
+    return Entry(4, 'nat', chain, 'lnt:%s 0' % tag, '-j X')
+
+
+def test_rules_are_rewritten_in_the_desired_order_when_an_edit_would_append_out_of_order():
+    a, b, c = entry('P', 'a'), entry('P', 'b'), entry('P', 'c')
+    ids = set([a.rule_id, b.rule_id, c.rule_id])
+    # b kept, a new: appending a after b would give b, a instead of a, b
+    keep, remove, add = in_desired_order([a, b], [b], [c], [a], ids)
+    assert keep == [] and remove == [c, b] and add == [a, b]
+    # appending at the end is already the desired order: nothing more moves
+    assert in_desired_order([a, b], [a], [c], [b], ids) == ([a], [c], [b])
