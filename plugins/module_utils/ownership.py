@@ -27,6 +27,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import ipaddress
 import json
 import os
 import socket
@@ -110,6 +111,30 @@ def current_namespace_key(name):
     return namespace_key(name)
 
 
+def address_reader(runner_for):
+    """A read_addresses for Convergence: ``runner_for(namespace)`` gives a NetnsRunner."""
+    def read(namespace, ifname):
+        rc, out = runner_for(namespace).run(['ip', '-j', 'addr', 'show', 'dev', ifname], check=False)[:2]
+        try:
+            links = json.loads(out) if rc == 0 else []
+        except ValueError:
+            links = []
+        return set('%s/%s' % (info['local'], info['prefixlen']) for link in links
+                   for info in link.get('addr_info', []) if info.get('scope') != 'link')
+    return read
+
+
+def remove_addresses(runner_for, removals, check_mode=False):
+    """Delete (namespace, ifname, address) entries; returns the commands run (would run)."""
+    commands = []
+    for namespace, ifname, address in removals:
+        argv = ['ip', 'addr', 'del', address, 'dev', ifname]
+        if not check_mode:
+            runner_for(namespace).run(argv, check=False)
+        commands.append((['ip', '-n', namespace] + argv[1:]) if namespace else argv)
+    return commands
+
+
 # --- the firewall as we found it -----------------------------------------------------------------
 
 def read_firewall(runner):
@@ -179,6 +204,14 @@ def drop_table_if_empty(runner, family, name):
     return [argv]
 
 
+def normal_address(text):
+    """'10.0.0.1/24' as ip(8) prints it (no leading zeros, IPv6 compressed)."""
+    try:
+        return str(ipaddress.ip_interface(text))
+    except ValueError:
+        return text
+
+
 def route_family(route):
     """ipv4 or ipv6, as the route's own family, gateway or destination says."""
     if route.get('family'):
@@ -192,12 +225,16 @@ class Convergence(object):
     """The desired parts of one netns_topology call turned into the parts that reach exactly
     that state from what the record says we made, plus what to do after them."""
 
-    def __init__(self, record, state, adopt, path=None):
+    def __init__(self, record, state, adopt, path=None, read_addresses=None):
         self.record = record
         self.state = state
         self.adopt = set(adopt or ())
         self.path = path
         self.given = {}
+        # (namespace or None, ifname) -> set of 'address/prefix': the addresses a link has now
+        self.read_addresses = read_addresses or (lambda namespace, ifname: set())
+        self.adopted_before = {}  # adopted pair -> {'host': set, 'peer': set} before this run
+        self.address_removals = []  # (namespace or None, ifname, 'address/prefix')
         self.owned = {}  # name -> record entry of the namespaces that are still ours
         self.existed = {}  # name -> True for desired namespaces / links that exist before the run
         self.links_before = {}
@@ -277,6 +314,7 @@ class Convergence(object):
                 continue  # goes with its namespace
             if link_index(name) == entry.get('ifindex'):
                 removed.append({'name': name, 'state': 'absent'})
+        self.plan_address_removals(pairs)
         kept = []
         for pair in pairs:
             pair = dict(pair)
@@ -285,6 +323,10 @@ class Convergence(object):
             recorded = self.record['pairs'].get(pair['name'])
             pair_is_ours = self.links_before.get(pair['name']) is None or (
                 recorded is not None and not recorded.get('adopted'))
+            if not pair_is_ours:
+                self.adopted_before[pair['name']] = {
+                    'host': self.read_addresses(None, pair['name']),
+                    'peer': self.read_addresses(peer_ns, pair.get('peer')) if pair.get('peer') else set()}
             if pair_is_ours:
                 pair.setdefault('purge_addresses', True)
                 # Drift in what we own (a renamed or half-deleted end) is repaired, never
@@ -295,6 +337,21 @@ class Convergence(object):
         veth = dict(parts.get('veth') or {})
         veth['pairs'] = removed + kept
         return {'veth': veth} if veth['pairs'] else {}
+
+    def plan_address_removals(self, pairs):
+        """An adopted pair keeps its own addresses; the ones the role added and no longer wants
+        (or all of them once the pair leaves the list) are removed."""
+        desired = dict((pair['name'], pair) for pair in pairs)
+        for name, entry in sorted(self.record['pairs'].items()):
+            if not entry.get('adopted') or link_index(name) != entry.get('ifindex'):
+                continue
+            pair = desired.get(name) or {}
+            for side, namespace, ifname, key in (('host', None, name, 'addresses'),
+                                                 ('peer', entry.get('namespace'), entry.get('peer'), 'peer_addresses')):
+                wanted = set(normal_address(a) for a in pair.get(key) or [])
+                for address in (entry.get('added') or {}).get(side) or []:
+                    if address not in wanted and ifname:
+                        self.address_removals.append((namespace, ifname, address))
 
     def converge_routes(self, parts, wanted_names):
         given = dict(parts.get('netns_route') or {})
@@ -338,6 +395,17 @@ class Convergence(object):
         given['purge'] = True
         return {'nat_rule': given}
 
+    def added_addresses(self, pair, recorded):
+        """The addresses of an adopted pair that the role added: what it had added before and
+        still wants, and what it wants now that the pair did not have before this run."""
+        before = self.adopted_before.get(pair['name']) or {'host': set(), 'peer': set()}
+        previous = (recorded or {}).get('added') or {}
+        added = {}
+        for side, key in (('host', 'addresses'), ('peer', 'peer_addresses')):
+            wanted = set(normal_address(a) for a in pair.get(key) or [])
+            added[side] = sorted((set(previous.get(side) or []) & wanted) | (wanted - before[side]))
+        return added
+
     # -- the record after a successful run --
 
     def next_record(self, used_backend, firewall_before):
@@ -366,6 +434,8 @@ class Convergence(object):
                 adopted = self.links_before.get(name) is not None
             record['pairs'][name] = {'namespace': pair.get('peer_namespace'), 'ifindex': link_index(name),
                                      'adopted': bool(adopted)}
+            if adopted:
+                record['pairs'][name].update(peer=pair.get('peer'), added=self.added_addresses(pair, recorded))
         record['routes'] = [{'namespace': route.get('namespace'), 'dest': route.get('dest'),
                              'family': route.get('family') or route_family(route)}
                             for route in (parts.get('netns_route') or {}).get('routes') or []

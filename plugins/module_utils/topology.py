@@ -230,7 +230,11 @@ class Topology(object):
             record = ownership.read_record(path)
         except ValueError as exc:
             self.module.fail_json(msg='ownership: %s; nothing was changed' % exc)
-        self.owner = ownership.Convergence(record, self.state, options.get('adopt'), path)
+        self.owner = ownership.Convergence(record, self.state, options.get('adopt'), path,
+                                           read_addresses=ownership.address_reader(self.runner))
+
+    def runner(self, namespace=None):
+        return NetnsRunner(self.module, namespace)
 
     def run(self):
         self.module.run_command_environ_update = COMMAND_ENVIRON
@@ -277,6 +281,8 @@ class Topology(object):
         owner = self.owner
         used = (self.results.get('nat_rule') or {}).get('backend') or None
         commands = self.firewall_commands
+        if owner.address_removals:
+            commands.extend(ownership.remove_addresses(self.runner, owner.address_removals, self.module.check_mode))
         if owner.last_gone:
             if not self.module.check_mode:
                 commands.extend(ownership.restore_firewall(NetnsRunner(self.module), owner.record['firewall_before']))

@@ -34,6 +34,7 @@ pytestmark = pytest.mark.controller_only
 
 HOST, OUTSIDE = role_lab.RoleLab.HOST_ADDRESS, role_lab.RoleLab.OUTSIDE_ADDRESS
 REFUSED = 'already exists and was not created by linuxnet.netns'
+LINK_REFUSED = 'interface %s already exists on the host and was not created by linuxnet.netns'
 BACKENDS = ('iptables', 'nftables')
 TOPOLOGY_TASK = 'Build the topology (article steps 1-9, section 2.3)'
 
@@ -89,13 +90,15 @@ def applied(lab, variables_, state=None):
     return run
 
 
-def refused(lab, variables_, names):
-    """The run fails in the topology task with the ownership message naming ``names``."""
+def refused(lab, variables_, names, phrase=REFUSED):
+    """The run fails in the topology task with the ownership message (``phrase``) naming
+    ``names``."""
     run = lab.run(variables_)
     assert run.rc != 0, run.output
     failure = run.failure('target')
     assert failure is not None, run.output
     assert failure['_task'] == TOPOLOGY_TASK, run.output
+    assert phrase in failure.get('msg', ''), run.output
     for name in names:
         assert name in failure.get('msg', ''), run.output
     return failure
@@ -172,7 +175,9 @@ class listening(object):
 
     def __enter__(self):
         self.proc = subprocess.Popen(self.argv, stdout=subprocess.PIPE, text=True, env=harness.ENV)
-        assert self.proc.stdout.readline().strip() == 'ready'
+        if self.proc.stdout.readline().strip() != 'ready':
+            self.__exit__()
+            raise AssertionError('the listener did not start: %s' % ' '.join(self.argv))
         return self.proc
 
     def __exit__(self, *exc):
@@ -245,8 +250,8 @@ def test_foreign_namespace_and_foreign_host_link_are_refused_before_any_change(l
     assert new not in harness.list_netns()
     assert not os.path.exists(harness.ownership_record(lab.host))
 
-    failure = refused(lab, variables('auto', [entry(new, 31, 'veth5', 'veth2', published=8080)]), ['veth5'])
-    assert 'interface veth5 already exists' in failure['msg'], failure
+    refused(lab, variables('auto', [entry(new, 31, 'veth5', 'veth2', published=8080)]), ['veth5'],
+            phrase=LINK_REFUSED % 'veth5')
     assert_same(lab.snapshot(), pristine)
     assert not os.path.exists(harness.ownership_record(lab.host))
 
@@ -273,7 +278,8 @@ def test_adopted_namespace_is_managed_and_never_deleted(lab, backend):
     applied(lab, wanted)
     assert 'veth2' in harness.links(adopted)
     assert '10.41.0.2/24' in harness.addresses(adopted)['veth2']
-    assert [r for r in harness.routes(adopted) if r.startswith('default via 10.41.0.1 dev veth2')], harness.routes(adopted)
+    routes = harness.routes(adopted)
+    assert [r for r in routes if r.startswith('default via 10.41.0.1 dev veth2')], routes
     assert harness.sysctls(lab.host)['net/ipv4/ip_forward'] == '1'
     if backend == 'iptables':
         assert forward_policy_lines(lab.host) == ([':FORWARD DROP'], [':FORWARD DROP'])

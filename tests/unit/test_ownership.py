@@ -210,3 +210,20 @@ def test_rules_are_rewritten_in_the_desired_order_when_an_edit_would_append_out_
     assert keep == [] and remove == [c, b] and add == [a, b]
     # appending at the end is already the desired order: nothing more moves
     assert in_desired_order([a, b], [a], [c], [b], ids) == ([a], [c], [b])
+
+
+def test_an_adopted_pair_keeps_its_own_addresses_and_loses_the_ones_the_role_added(monkeypatch):
+    host = FakeHost(monkeypatch, namespaces={'theirs': 'cookie:t'}, links={'h-theirs': 8})
+    before = {(None, 'h-theirs'): set(['192.0.2.9/24']), ('theirs', 'eth0'): set()}
+    conv = ownership.Convergence(record(), 'present', ['theirs'], read_addresses=lambda ns, name: before[(ns, name)])
+    given = parts(['theirs'])
+    result = conv.converge(given)
+    assert 'purge_addresses' not in result['veth']['pairs'][0]  # the admin's own address stays
+    nxt = conv.next_record('iptables', None)
+    assert nxt['pairs']['h-theirs']['added'] == {'host': ['10.0.0.1/24'], 'peer': ['10.0.0.2/24']}
+    # the pair leaves the list: only the addresses the role added go, the pair itself stays
+    conv = ownership.Convergence(nxt, 'present', [], read_addresses=lambda ns, name: set())
+    result = conv.converge(parts([]))
+    assert 'veth' not in result
+    assert conv.address_removals == [(None, 'h-theirs', '10.0.0.1/24'), ('theirs', 'eth0', '10.0.0.2/24')]
+    assert host.links['h-theirs'] == 8
