@@ -16,7 +16,9 @@ description:
   - Every command enters only the network namespace of the host, then a private copy of the
     controller's mount namespace in which a fresh C(sysfs) is mounted on C(/sys).
     The equivalent by hand is
-    C(nsenter --net=/run/netns/NAME -- unshare --mount --propagation unchanged -- sh -c ...).
+    C(nsenter --net=/run/netns/NAME -- unshare --mount --propagation unchanged -- sh -c ...), where
+    every shared mount point but C(/run/netns) is made private before the command runs, so
+    that mounts made by a task never reach the controller.
   - Because of this, gathered facts (for example C(ansible_interfaces)) show only the
     namespace's own interfaces, while the filesystem, users and processes are the controller's.
   - Unlike C(ip netns exec), mounts under C(/run/netns) still propagate back to the controller,
@@ -146,10 +148,19 @@ display = Display()
 
 # The fixed script run between entering the namespace and running the task's command.
 # $1 is the mount binary; the rest of the arguments are the command, never parsed here.
-# /sys is made private first so the fresh sysfs (whose view of /sys/class/net follows the
-# network namespace of the mounting process) cannot propagate back to the controller.
+# Every shared mount but /run/netns (and the namespaces mounted under it) is made private
+# first, so that nothing a task mounts reaches the controller (on hosts whose / is a shared
+# mount, as under systemd), while a namespace the task creates still shows up there. /sys is
+# made private before the fresh sysfs (whose view of /sys/class/net follows the network
+# namespace of the mounting process) is mounted on it.
 _ENTER_SCRIPT = (
     'mount_bin=$1; shift; '
+    'while read -r _id _parent _dev _root point _options optional; do '
+    'case "$point" in /run/netns|/run/netns/*) continue;; esac; '
+    'case " $optional " in *" shared:"*) '
+    '"$mount_bin" --make-private "$(printf "%b" "$point")" || '
+    '{ echo "linuxnet.netns.netns: cannot make $point a private mount" >&2; exit 125; };; esac; '
+    'done < /proc/self/mountinfo; '
     '"$mount_bin" --make-rprivate /sys && '
     '"$mount_bin" -t sysfs -o nosuid,nodev,noexec sysfs /sys || '
     '{ echo "linuxnet.netns.netns: cannot mount a sysfs for the network namespace on /sys" >&2; '

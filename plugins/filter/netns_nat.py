@@ -30,11 +30,11 @@ from ansible_collections.linuxnet.netns.plugins.module_utils.validation import I
 VAR = 'netns_nat_namespaces'
 
 _OCTET = r'(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])'
-_IPV4_RE = re.compile(r'^%s(\.%s){3}$' % (_OCTET, _OCTET))
-_PREFIX_RE = re.compile(r'^([0-9]|[12][0-9]|3[0-2])$')
-_IFNAME_RE = re.compile(r'^[A-Za-z0-9_][A-Za-z0-9_.@+-]{0,%d}$' % (IFNAMSIZ - 2))
-_NETNS_RE = re.compile(r'^[A-Za-z0-9_][A-Za-z0-9_.+-]{0,%d}$' % (NETNS_NAME_MAX - 1))
-_PORT_RANGE_RE = re.compile(r'^[0-9]{1,5}(-[0-9]{1,5})?$')
+_IPV4_RE = re.compile(r'%s(\.%s){3}\Z' % (_OCTET, _OCTET))
+_PREFIX_RE = re.compile(r'([0-9]|[12][0-9]|3[0-2])\Z')
+_IFNAME_RE = re.compile(r'[A-Za-z0-9_][A-Za-z0-9_.@+-]{0,%d}\Z' % (IFNAMSIZ - 2))
+_NETNS_RE = re.compile(r'[A-Za-z0-9_][A-Za-z0-9_.+-]{0,%d}\Z' % (NETNS_NAME_MAX - 1))
+_PORT_RANGE_RE = re.compile(r'[0-9]{1,5}(-[0-9]{1,5})?\Z')
 
 _IFNAME_HINT = ': an interface name is 1 to 15 letters, digits, _ . @ + -'
 _ADDRESS_HINT = ': expected an IPv4 address with prefix length, such as 192.168.45.2/24'
@@ -59,13 +59,12 @@ def _is_list(value):
 
 
 def _matches(regex, text):
-    # re.match, as ansible.builtin.match does: a trailing newline passes `$`.
+    # The whole text: the patterns end in \Z, so a trailing newline does not pass.
     return regex.match(text) is not None
 
 
 def _ipv4_int(text):
-    # The regex allowed one trailing newline; the template's int filter ignored it.
-    return int(ipaddress.IPv4Address(text.rstrip('\n')))
+    return int(ipaddress.IPv4Address(text))
 
 
 def _ipv4_text(number):
@@ -154,6 +153,11 @@ class _Plan(object):
             self.namespaces[-1]['random_fully'] = True
         if to_bool(ns.get('adopt', False)):
             self.namespaces[-1]['adopt'] = True
+        reachable_from = ns.get('reachable_from') or []
+        if not _is_list(reachable_from) or not all(isinstance(name, str) for name in reachable_from):
+            self.error('%s.reachable_from: must be a list of namespace names' % field)
+        elif reachable_from:
+            self.namespaces[-1]['reachable_from'] = list(reachable_from)
 
     def parse_address(self, field, ns, key):
         """An IPv4 address with prefix length, or None after recording the error."""
@@ -302,6 +306,16 @@ class _Plan(object):
             self.error('%s: subnet %s (of %s) overlaps %s subnet %s; each namespace needs its own subnet'
                        % (a['field'], a['subnet'], _text(a['host_address']), b['field'], b['subnet']))
 
+    def check_reachable_from(self):
+        """Each name in reachable_from is another namespace of the list (its subnet is allowed in)."""
+        subnets = dict((ns['name'], ns['subnet']) for ns in self.namespaces)
+        for ns in self.namespaces:
+            for name in ns.get('reachable_from', []):
+                if name not in subnets or name == ns['name']:
+                    self.error('%s.reachable_from: %s is not another namespace of %s' % (ns['field'], to_json(name), VAR))
+            ns['allow_from'] = [subnets[name] for name in ns.get('reachable_from', [])
+                                if name in subnets and name != ns['name']]
+
     def check_published_ports(self):
         forwards = [pf for ns in self.namespaces for pf in ns['port_forwards']]
         conflicts = []
@@ -333,6 +347,8 @@ class _Plan(object):
                 routes.append({'namespace': ns['name'], 'dest': 'default', 'gateway': ns['gateway']})
             rules.extend(_source_nat_rules(ns))
             rules.extend(_dnat_rule(ns, pf) for pf in ns['port_forwards'])
+            if ns['forward_mode'] == 'scoped':
+                rules.append(_isolate_rule(ns))
         return {'errors': self.errors, 'namespaces': self.namespaces, 'netns': netns, 'pairs': pairs,
                 'pairs_absent': pairs_absent, 'routes': routes, 'rules': rules}
 
@@ -394,6 +410,15 @@ def _source_nat_rules(ns):
     if ns.get('random_fully'):
         rule['random_fully'] = True
     return [rule]
+
+
+def _isolate_rule(ns):
+    """Scoped: from outside and from the other namespaces only published ports (and replies)
+    reach this subnet, whatever the host's FORWARD policy."""
+    rule = {'kind': 'isolate', 'destination': ns['subnet'], 'out_interface': ns['host_interface']}
+    if ns.get('allow_from'):
+        rule['allow_from'] = ns['allow_from']
+    return rule
 
 
 def _dnat_rule(ns, pf):
@@ -460,6 +485,7 @@ def netns_nat_plan(namespaces, egress_interface='eth0', forward_mode='scoped', t
             plan.error('%s must be a dictionary, got %s' % (field, to_json(ns)))
     plan.check_duplicates(namespaces)
     plan.check_subnet_overlaps()
+    plan.check_reachable_from()
     plan.check_published_ports()
     result = plan.module_lists()
     if topology is None:

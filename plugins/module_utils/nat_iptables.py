@@ -29,6 +29,7 @@ __metaclass__ = type
 import json
 import re
 
+from ansible_collections.linuxnet.netns.plugins.module_utils.nscmd import XTABLES_WAIT
 from ansible_collections.linuxnet.netns.plugins.module_utils.nat_model import (
     IPTABLES_CHAINS,
     JUMP_TAG,
@@ -162,7 +163,7 @@ class XtablesView(object):
             policies['FORWARD'] = forward_policy.upper()
         if any(p != 'ACCEPT' for p in policies.values()):
             return True
-        if any(c not in OUR_CHAINS and c not in BUILTIN_CHAINS[table] for c in content['chains']):
+        if any(c not in OUR_CHAINS and c not in BUILTIN_CHAINS[table] and c != ADMIN_CHAIN for c in content['chains']):
             return True
         return any(chain not in OUR_CHAINS and not _JUMP_RE.search(spec) for chain, spec in content['rules'])
 
@@ -254,6 +255,42 @@ def jump_spec(chain):
     return '-m comment --comment "%s" -j %s' % (JUMP_TAG, chain)
 
 
+# The administrator's chain: FORWARD jumps to it right before LNT-FORWARD, so a DROP put
+# there (a quarantined host, say) applies to the flows our accepts would let through. The
+# collection creates it empty and never writes into it; it goes with our jump only when empty.
+ADMIN_CHAIN = 'LNT-USER'
+ADMIN_TAG = 'lnt:user'
+_DOCKER_USER_RE = re.compile(r'(?:^|\s)-j\s+DOCKER-USER(?:\s|$)')
+
+
+def admin_jump_spec():
+    return '-m comment --comment "%s" -j %s' % (ADMIN_TAG, ADMIN_CHAIN)
+
+
+def forward_position(view, without=()):
+    """Where our FORWARD jump goes (1-based) once the jumps in ``without`` are deleted: first,
+    or right after Docker's DOCKER-USER jump, which keeps precedence as Docker documents it
+    (the administrator's restrictions)."""
+    rules = [spec for chain, spec in view.table('filter')['rules']
+             if chain == 'FORWARD' and (chain, spec) not in without]
+    for index, spec in enumerate(rules):
+        if _DOCKER_USER_RE.search(spec):
+            return index + 2
+    return 1
+
+
+def forward_jumps_in_order(view):
+    """Whether our FORWARD jump (and the admin chain's, just before it) sit where
+    forward_position puts them."""
+    rules = [spec for chain, spec in view.table('filter')['rules'] if chain == 'FORWARD']
+    ours = [index for index, spec in enumerate(rules) if JUMP_TAG in spec and 'LNT-FORWARD' in spec]
+    admin = [index for index, spec in enumerate(rules) if ADMIN_TAG in spec]
+    docker = [index for index, spec in enumerate(rules) if _DOCKER_USER_RE.search(spec)]
+    if len(ours) != 1 or len(admin) != 1 or admin[0] != ours[0] - 1:
+        return False
+    return not docker or docker[0] < admin[0]
+
+
 def plan_view(view, keep, remove, add, policy=None, tables=TABLES):
     """Transactions (one per table with changes) that turn ``view`` into keep + add.
 
@@ -283,36 +320,64 @@ def plan_view(view, keep, remove, add, policy=None, tables=TABLES):
                 if entry.chain == chain:
                     body.append('-D %s %s' % (chain, entry.text))
                     removed.append(display(view, table, chain, entry.text))
+            # Each addition goes in front of the kept line the desired order puts after it
+            # (in_desired_order set ``before``), else at the end.
+            lines_now = [entry for entry in keep if entry.chain == chain]
             for entry in add:
-                if entry.chain == chain:
+                if entry.chain != chain:
+                    continue
+                before = getattr(entry, 'before', None)
+                if before is not None and before in lines_now:
+                    position = lines_now.index(before)
+                    lines_now.insert(position, entry)
+                    body.append('-I %s %d %s' % (chain, position + 1, entry.text))
+                else:
+                    lines_now.append(entry)
                     body.append('-A %s %s' % (chain, entry.text))
-                    added.append(display(view, table, chain, entry.text))
+                added.append(display(view, table, chain, entry.text))
             found = jumps.get(chain, [])
             surplus = found if not needed else found[1:]
+            if builtin == 'FORWARD':
+                admin = [(c, spec) for c, spec in view.table('filter')['rules'] if c == 'FORWARD' and ADMIN_TAG in spec]
+                if needed and found and not forward_jumps_in_order(view):
+                    surplus, found = found, []  # deleted here, inserted again at its place
+                admin_rules = [spec for c, spec in view.table('filter')['rules'] if c == ADMIN_CHAIN]
+                if (needed and not found) or (not needed and not admin_rules):
+                    surplus = surplus + [entry for entry in admin if entry not in surplus]
+            # Deletions first: a jump moved to its place has the same spec as the old one.
+            for builtin_chain, spec in surplus:
+                tail.append('-D %s %s' % (builtin_chain, spec))
+                removed.append(display(view, table, builtin_chain, spec))
             if needed and not found:
                 if builtin == 'FORWARD':
-                    # Position 1: a DROP policy, Docker's DOCKER-USER/isolation chains or an
-                    # admin's REJECT earlier in FORWARD would otherwise decide first, and
-                    # our accepts only let through the flows our NAT rules create.
-                    tail.append('-I %s 1 %s' % (builtin, jump_spec(chain)))
+                    # Before a DROP policy or an admin's REJECT later in FORWARD, since our
+                    # accepts only let through the flows our NAT rules create; after Docker's
+                    # DOCKER-USER jump, and right after the admin chain LNT-USER, so that the
+                    # administrator's restrictions still decide first.
+                    position = forward_position(view, without=surplus)
+                    if ADMIN_CHAIN not in view.table('filter')['chains']:
+                        decl.append(':%s - [0:0]' % ADMIN_CHAIN)
+                    tail.append('-I %s %d %s' % (builtin, position, jump_spec(chain)))
+                    tail.append('-I %s %d %s' % (builtin, position, admin_jump_spec()))
+                    added.append(display(view, table, builtin, admin_jump_spec()))
                 else:
                     # nat: appended, so NAT rules made by Docker, kube-proxy or an admin
                     # keep deciding first for the flows they own.
                     tail.append('-A %s %s' % (builtin, jump_spec(chain)))
                 added.append(display(view, table, builtin, jump_spec(chain)))
-            for builtin_chain, spec in surplus:
-                tail.append('-D %s %s' % (builtin_chain, spec))
-                removed.append(display(view, table, builtin_chain, spec))
             if not needed and chain in existing:
                 # Lines in our chain we do not know (not tagged, not removed above) would
                 # make -X fail; our chains hold only our lines, so flush before deleting.
                 tail.append('-F %s' % chain)
                 tail.append('-X %s' % chain)
+                if builtin == 'FORWARD' and ADMIN_CHAIN in view.table('filter')['chains'] \
+                        and not [spec for c, spec in view.table('filter')['rules'] if c == ADMIN_CHAIN]:
+                    tail.append('-X %s' % ADMIN_CHAIN)
         if not (decl or body or tail):
             continue
         lines = ['*%s' % table] + decl + body + tail + ['COMMIT']
         commands = [_operator_line(view, table, line) for line in decl + body + tail]
-        restore = [tool(view.family, view.variant, 'restore'), '--noflush', '-w']
+        restore = [tool(view.family, view.variant, 'restore'), '--noflush', '-w', str(XTABLES_WAIT)]
         transactions.append(Transaction('%s %s' % (view.label, table), restore, lines, commands, removed, added,
                                         policies))
         if view.variant != 'legacy' and not final_in_table(final, table) \

@@ -40,7 +40,7 @@ from ansible_collections.linuxnet.netns.plugins.module_utils.validation import (
     same_family,
 )
 
-KINDS = ('masquerade', 'snat', 'dnat')
+KINDS = ('masquerade', 'snat', 'dnat', 'isolate')
 PROTOCOLS = ('tcp', 'udp', 'sctp')
 FORWARD_MODES = ('scoped', 'both', 'none')
 STATES = ('present', 'absent')
@@ -56,11 +56,13 @@ MAX_ID_LENGTH = MAX_TAG_LENGTH - len('lnt:') - 9
 CHAIN_ROLES = ('prerouting', 'output', 'postrouting', 'forward')
 
 RULE_KEYS = ('kind', 'source', 'destination', 'out_interface', 'in_interface', 'to_source',
-             'protocol', 'port', 'to_address', 'to_port', 'forward', 'hairpin', 'random_fully', 'state')
+             'protocol', 'port', 'to_address', 'to_port', 'forward', 'hairpin', 'random_fully', 'allow_from',
+             'state')
 IDENTITY_WORDS = {
     'masquerade': 'source, destination and out_interface',
     'snat': 'family, source, destination and out_interface',
     'dnat': 'protocol, destination and port',
+    'isolate': 'destination and out_interface',
 }
 _DNAT_ONLY = ('protocol', 'port', 'to_address', 'to_port', 'hairpin')
 
@@ -81,7 +83,7 @@ class NatRule(object):
     def __init__(self, field, namespace, kind, state='present', family=None, source=None,
                  destination=None, out_interface=None, in_interface=None, to_source=None,
                  protocol=None, port=None, to_address=None, to_port=None, forward='scoped',
-                 hairpin=False, random_fully=False):
+                 hairpin=False, random_fully=False, allow_from=()):
         self.field = field
         self.namespace = namespace
         self.kind = kind
@@ -99,6 +101,7 @@ class NatRule(object):
         self.forward = forward
         self.hairpin = hairpin
         self.random_fully = random_fully
+        self.allow_from = tuple(allow_from)
 
     @property
     def present(self):
@@ -142,6 +145,8 @@ def rule_id(rule, family):
         for key, value in (('s', rule.source), ('d', rule.destination), ('o', rule.out_interface)):
             if value is not None:
                 parts.append('%s=%s' % (key, value))
+    elif rule.kind == 'isolate':
+        parts = ['isolate', 'd=%s' % rule.destination, 'o=%s' % rule.out_interface]
     else:
         bound = rule.destination if rule.destination is not None else 'local-%s' % family_name(family)
         parts = ['dnat', 'p=%s' % rule.protocol, 'd=%s' % bound, 'port=%s' % _port_text(rule.port)]
@@ -200,6 +205,10 @@ def parse_rule(field, item, default_namespace=None):
     if forward not in FORWARD_MODES:
         raise ValidationError(name('forward'), forward, 'must be one of %s' % ', '.join(FORWARD_MODES))
 
+    if kind == 'isolate':
+        return _parse_isolate(field, item, namespace, state, name)
+    if item.get('allow_from') is not None:
+        raise ValidationError(name('allow_from'), item.get('allow_from'), 'applies only to kind isolate')
     if kind != 'dnat':
         for key in _DNAT_ONLY:
             if item.get(key) is not None:
@@ -226,6 +235,29 @@ def parse_rule(field, item, default_namespace=None):
                               "forward=both accepts traffic both ways between in_interface and out_interface, "
                               "so both must be set")
     return rule
+
+
+def _parse_isolate(field, item, namespace, state, name):
+    """kind isolate: forwarded packets to ``destination`` out of ``out_interface`` that no accept
+    of ours let through are dropped; ``allow_from`` networks may reach it directly."""
+    for key in RULE_KEYS:
+        if key not in ('kind', 'destination', 'out_interface', 'allow_from', 'state') and item.get(key) is not None:
+            raise ValidationError(name(key), item.get(key), 'does not apply to kind isolate (it takes destination, '
+                                                            'out_interface and allow_from)')
+    if item.get('destination') is None:
+        raise ValidationError(name('destination'), None, 'isolate needs destination (the inner network to protect)')
+    if item.get('out_interface') is None:
+        raise ValidationError(name('out_interface'), None,
+                              'isolate needs out_interface (the host-side interface towards that network)')
+    destination = check_network(name('destination'), item['destination'])
+    out_interface = check_ifname(name('out_interface'), item['out_interface'])
+    allow_from = []
+    for index, value in enumerate(item.get('allow_from') or []):
+        allowed = check_network('%sallow_from[%d]' % (field, index), value)
+        same_family(name('allow_from'), destination, allowed)
+        allow_from.append(allowed)
+    return NatRule(field, namespace, 'isolate', state=state, family=destination.version, destination=destination,
+                   out_interface=out_interface, forward='none', allow_from=allow_from)
 
 
 def _parse_source_nat(rule, item, name):
@@ -289,8 +321,8 @@ def _check_unicast(field, value):
     if address.is_loopback:
         raise ValidationError(field, value, 'a loopback address cannot be translated to or from a namespace '
                                             '(packets would be martians)')
-    if address.is_unspecified or address.is_multicast:
-        raise ValidationError(field, value, 'must be a unicast address')
+    if address.is_unspecified or address.is_multicast or address == ipaddress.ip_address('255.255.255.255'):
+        raise ValidationError(field, value, 'must be a unicast address (not unspecified, multicast or broadcast)')
     return address
 
 
@@ -407,6 +439,10 @@ class LogicalLine(object):
 
 def logical_lines(rule):
     """The lines a present rule needs, in order: NAT line(s), hairpin, FORWARD companions."""
+    if rule.kind == 'isolate':
+        allowed = [LogicalLine('forward', rule.family, 'accept', src=source, dst=rule.destination,
+                               out_if=rule.out_interface) for source in rule.allow_from]
+        return allowed + [LogicalLine('forward', rule.family, 'drop', dst=rule.destination, out_if=rule.out_interface)]
     if rule.kind == 'dnat':
         return _dnat_lines(rule) + _forward_lines(rule)
     action = 'masquerade' if rule.kind == 'masquerade' else 'snat'
@@ -536,6 +572,8 @@ def iptables_spec(line):
 def iptables_target(line):
     if line.action == 'accept':
         return ['-j', 'ACCEPT']
+    if line.action == 'drop':
+        return ['-j', 'DROP']
     fully_random = ['--random-fully'] if line.random_fully else []
     if line.action == 'masquerade':
         return ['-j', 'MASQUERADE'] + fully_random
@@ -592,8 +630,8 @@ def nft_expr(line):
 
 
 def _nft_action(line, ip):
-    if line.action == 'accept':
-        return 'accept'
+    if line.action in ('accept', 'drop'):
+        return line.action
     fully_random = ' fully-random' if line.random_fully else ''
     if line.action == 'masquerade':
         return 'masquerade' + fully_random
@@ -641,6 +679,7 @@ class Entry(object):
         self.text = text
         self.handle = handle
         self.role = role
+        self.before = None  # for an entry to add: the kept entry it goes in front of
         parsed = parse_tag(tag)
         self.rule_id = parsed[0] if parsed else None
 
@@ -686,29 +725,41 @@ def plan_entries(current, desired, managed_ids):
 def in_desired_order(desired, keep, remove, add, managed_ids):
     """keep/remove/add that leave each of our chains in the order of ``desired``.
 
-    New entries are appended, so after an edit the kept ones would come first and the chain
-    would differ from what a fresh apply writes, and an older entry of ours could decide
-    before a newer one it overlaps. In a chain where the kept entries of ours plus the
-    appended ones do not give the order of ``desired``, every entry of ours is rewritten in
-    that order (one atomic transaction, as any other change)."""
+    Appending new entries would put them after the kept ones: the chain would differ from
+    what a fresh apply writes, and an older entry of ours could decide before a newer one it
+    overlaps. So each added entry gets ``before``: the kept entry it must be inserted in front
+    of (None: appended), which the backends turn into a positioned insert. Where the kept
+    entries of ours are themselves out of the desired order, every entry of ours in that
+    chain is rewritten in order instead (one atomic transaction, as any other change)."""
     def location(entry):
         return (entry.family, entry.table, entry.chain)
 
-    wanted_order = {}
-    for entry in desired:
-        wanted_order.setdefault(location(entry), []).append(entry.key)
-    final = {}
-    for entry in keep + add:
-        if entry.rule_id in managed_ids or entry in add:
-            final.setdefault(location(entry), []).append(entry.key)
-    unordered = set(where for where, keys in final.items() if keys != wanted_order.get(where, []))
-    if not unordered:
-        return keep, remove, add
-    moved = [entry for entry in keep if location(entry) in unordered and entry.rule_id in managed_ids]
-    keep = [entry for entry in keep if entry not in moved]
-    add = [entry for entry in add if location(entry) not in unordered] + \
-        [entry for entry in desired if location(entry) in unordered]
-    return keep, remove + moved, add
+    rank = {}
+    for index, entry in enumerate(desired):
+        rank.setdefault(location(entry), {}).setdefault(entry.key, index)
+    kept_ours = {}
+    for entry in keep:
+        if entry.rule_id in managed_ids:
+            kept_ours.setdefault(location(entry), []).append(entry)
+    unordered = set()
+    for where, entries in kept_ours.items():
+        ranks = [rank.get(where, {}).get(entry.key) for entry in entries]
+        if None in ranks or ranks != sorted(ranks):
+            unordered.add(where)
+    if unordered:
+        moved = [entry for entry in keep if location(entry) in unordered and entry.rule_id in managed_ids]
+        keep = [entry for entry in keep if entry not in moved]
+        add = [entry for entry in add if location(entry) not in unordered] + \
+            [entry for entry in desired if location(entry) in unordered and entry not in add]
+        remove = remove + moved
+    for entry in add:
+        where = location(entry)
+        mine = rank.get(where, {}).get(entry.key)
+        later = [kept for kept in kept_ours.get(where, []) if where not in unordered
+                 and mine is not None and rank[where].get(kept.key, -1) > mine]
+        entry.before = later[0] if later else None
+    add = sorted(add, key=lambda entry: (location(entry), rank.get(location(entry), {}).get(entry.key, len(desired))))
+    return keep, remove, add
 
 
 def managed_ids(rules, current, purge, namespace):
@@ -863,34 +914,33 @@ NFT_TABLE = 'linuxnet_netns'
 NFT_FAMILY = 'inet'
 
 
+def ordered_lines(rules):
+    """(rule id, line) of the present ``rules`` in chain order: every drop (isolate) after
+    every accept, so that an isolation never hides a published port of another rule."""
+    lines = [(rule.rule_ids()[0], line) for rule in rules if rule.present for line in logical_lines(rule)]
+    return [pair for pair in lines if pair[1].action != 'drop'] + [pair for pair in lines if pair[1].action == 'drop']
+
+
 def iptables_entries(rules, roles=CHAIN_ROLES):
     """Our iptables lines for the present ``rules`` (Entry.text: spec after ``-A CHAIN``)."""
     entries = []
-    for rule in rules:
-        if not rule.present:
+    for rid, line in ordered_lines(rules):
+        if line.chain not in roles:
             continue
-        rid = rule.rule_ids()[0]
-        for line in logical_lines(rule):
-            if line.chain not in roles:
-                continue
-            table, chain = IPTABLES_CHAINS[line.chain][:2]
-            spec, target = iptables_spec(line), iptables_target(line)
-            tag = make_tag(rid, ' '.join([chain] + spec + target))
-            text = ' '.join(spec + ['-m', 'comment', '--comment', '"%s"' % tag] + target)
-            entries.append(Entry(rule.family, table, chain, tag, text, role=line.chain))
+        table, chain = IPTABLES_CHAINS[line.chain][:2]
+        spec, target = iptables_spec(line), iptables_target(line)
+        tag = make_tag(rid, ' '.join([chain] + spec + target))
+        text = ' '.join(spec + ['-m', 'comment', '--comment', '"%s"' % tag] + target)
+        entries.append(Entry(line.family, table, chain, tag, text, role=line.chain))
     return entries
 
 
 def nft_entries(rules):
     """Our nft rules for the present ``rules`` (Entry.text: expression with comment)."""
     entries = []
-    for rule in rules:
-        if not rule.present:
-            continue
-        rid = rule.rule_ids()[0]
-        for line in logical_lines(rule):
-            expr = nft_expr(line)
-            tag = make_tag(rid, '%s %s' % (line.chain, expr))
-            entries.append(Entry(NFT_FAMILY, NFT_TABLE, line.chain, tag, '%s comment "%s"' % (expr, tag),
-                                 role=line.chain))
+    for rid, line in ordered_lines(rules):
+        expr = nft_expr(line)
+        tag = make_tag(rid, '%s %s' % (line.chain, expr))
+        entries.append(Entry(NFT_FAMILY, NFT_TABLE, line.chain, tag, '%s comment "%s"' % (expr, tag),
+                             role=line.chain))
     return entries

@@ -168,7 +168,12 @@ def plan_table(state, keep, remove, add, policy=None):
             lines.append('delete rule %s %s handle %d' % (TABLE_REF, entry.chain, entry.handle))
             removed.append(display(entry.chain, entry.text))
         for entry in add:
-            lines.append('add rule %s %s %s' % (TABLE_REF, entry.chain, entry.text))
+            before = getattr(entry, 'before', None)
+            if before is not None and before.handle is not None:
+                # in front of the kept rule the desired order puts after it
+                lines.append('insert rule %s %s position %d %s' % (TABLE_REF, entry.chain, before.handle, entry.text))
+            else:
+                lines.append('add rule %s %s %s' % (TABLE_REF, entry.chain, entry.text))
             added.append(display(entry.chain, entry.text))
     if not lines:
         return []

@@ -42,7 +42,7 @@ RULE_OPTIONS = tuple(key for key in RULE_KEYS if key != 'state')
 
 def argument_spec():
     rule = dict(
-        kind=dict(type='str', choices=['masquerade', 'snat', 'dnat']),
+        kind=dict(type='str', choices=['masquerade', 'snat', 'dnat', 'isolate']),
         source=dict(type='str'),
         destination=dict(type='str'),
         out_interface=dict(type='str'),
@@ -55,9 +55,10 @@ def argument_spec():
         forward=dict(type='str', choices=['scoped', 'both', 'none']),
         hairpin=dict(type='bool'),
         random_fully=dict(type='bool'),
+        allow_from=dict(type='list', elements='str'),
     )
     item = dict(rule, namespace=dict(type='str'), state=dict(type='str', choices=['present', 'absent']))
-    item['kind'] = dict(type='str', choices=['masquerade', 'snat', 'dnat'], required=True)
+    item['kind'] = dict(type='str', choices=['masquerade', 'snat', 'dnat', 'isolate'], required=True)
     spec = dict(rule)
     spec.update(
         namespace=dict(type='str'),
@@ -168,6 +169,12 @@ def plan_namespace(plan, rules, params, warnings):
     plan.before.extend(change[0] for tx in plan.transactions for change in tx.policies)
 
 
+def policy_families(rules):
+    """The address families forward_policy applies to: those of the call's rules in this
+    namespace (an IPv4 topology leaves the ip6 FORWARD chain alone), both without rules."""
+    return set(rule.family for rule in rules if rule.present and rule.family) or set([4, 6])
+
+
 def _plan_iptables(plan, mine, rules, params, policy):
     chosen = dict((family, ipt.choose_view(plan.views, family)) for family in (4, 6))
     current = [entry for view in chosen.values() if view for entry in view.entries()]
@@ -185,9 +192,10 @@ def _plan_iptables(plan, mine, rules, params, policy):
                                       % ipt.tool(family, None, 'restore'))
             continue
         plan.before.extend(ipt.current_lines(view))
+        family_policy = policy.upper() if policy and family in policy_families(mine) else None
         plan.transactions.extend(ipt.plan_view(
             view, [e for e in keep if e.family == family], [e for e in remove if e.family == family], pick,
-            policy=policy.upper() if policy else None))
+            policy=family_policy))
 
 
 def _plan_nftables(plan, mine, rules, params, policy):
@@ -199,7 +207,14 @@ def _plan_nftables(plan, mine, rules, params, policy):
     plan.kept_entries, plan.removed_entries, plan.added_entries = keep, remove, add
     keep, remove, add = in_desired_order(desired, keep, remove, add, ids)
     plan.before.extend(nft.current_lines(state))
-    plan.transactions.extend(nft.plan_table(state, keep, remove, add, policy))
+    if policy and not plan.views:
+        raise ValidationError('forward_policy', policy, 'sets the policy of the iptables FORWARD chain, and '
+                                                        'iptables is not installed in namespace %s'
+                              % (plan.namespace or '(own)'))
+    # Our own table never drops by policy: a drop there would stop what other tables accept.
+    # An accept policy is only written back over a drop left by an earlier version.
+    own_policy = 'accept' if state.exists and state.policy() != 'accept' else None
+    plan.transactions.extend(nft.plan_table(state, keep, remove, add, own_policy))
     plan.transactions.extend(_mirror_forward(plan, mine, rules, params, policy))
 
 
@@ -208,12 +223,15 @@ def _mirror_forward(plan, mine, rules, params, policy):
     where it no longer can): an accept in our nft table alone would not let packets through."""
     transactions = []
     wanted = iptables_entries(mine, roles=('forward',))
+    families = policy_families(mine)
+    chosen = dict((family, ipt.choose_view(plan.views, family)) for family in (4, 6))
     for (family, variant), view in sorted(plan.views.items(), key=ipt.view_order):
         filter_table = view.table('filter')
         view_policy = None
-        if policy == 'accept' and 'FORWARD' in filter_table['chains'] and view.policy() != 'ACCEPT':
-            view_policy = 'ACCEPT'
-        restrictive = 'FORWARD' in filter_table['chains'] and view.forward_restrictive(view_policy)
+        if policy and family in families and view is chosen[family] and view.policy() != policy.upper():
+            view_policy = policy.upper()
+        has_forward = 'FORWARD' in filter_table['chains'] or view_policy is not None
+        restrictive = has_forward and view.forward_restrictive(view_policy)
         current = [entry for entry in view.entries() if entry.table == 'filter']
         if not restrictive and not current and not view_policy:
             continue

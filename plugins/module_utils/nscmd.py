@@ -33,8 +33,17 @@ class CommandFailed(Exception):
         self.stdout = stdout
         self.stderr = stderr
         self.data = data
-        super(CommandFailed, self).__init__('%s failed with rc=%d: %s' % (
-            format_command(argv), rc, (stderr or stdout or '').strip()))
+        message = '%s failed with rc=%d: %s' % (format_command(argv), rc, (stderr or stdout or '').strip())
+        if 'xtables lock' in (stderr or ''):
+            message += ('; another program held the xtables lock (/run/xtables.lock) for longer than we wait '
+                        '(%d s); find it with "fuser -v /run/xtables.lock", nothing was changed' % XTABLES_WAIT)
+        super(CommandFailed, self).__init__(message)
+
+
+# Seconds iptables(-restore) waits for the xtables lock of iptables-legacy: long enough for
+# another tool's transaction, short enough that a stuck holder fails the run with a reason
+# instead of hanging it (while holding our own host lock) for minutes.
+XTABLES_WAIT = 10
 
 
 def netns_argv(namespace, argv):

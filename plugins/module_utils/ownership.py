@@ -34,6 +34,7 @@ import socket
 import tempfile
 
 from ansible_collections.linuxnet.netns.plugins.module_utils.netns_session import namespace_exists, namespace_key
+from ansible_collections.linuxnet.netns.plugins.module_utils.nscmd import XTABLES_WAIT
 
 RECORD_FORMAT = 1
 WRITTEN_BY = 'linuxnet.netns.netns_topology'
@@ -124,6 +125,18 @@ def address_reader(runner_for):
     return read
 
 
+def all_addresses(runner):
+    """{ifname: set of 'address/prefix'} of every link in the runner's namespace (global and
+    site scope: link-local addresses say nothing about the networks the host is on)."""
+    rc, out = runner.run(['ip', '-j', 'addr', 'show'], check=False)[:2]
+    try:
+        links = json.loads(out) if rc == 0 else []
+    except ValueError:
+        links = []
+    return dict((link['ifname'], set('%s/%s' % (info['local'], info['prefixlen']) for info in link.get('addr_info', [])
+                                     if info.get('scope') != 'link')) for link in links if 'ifname' in link)
+
+
 def remove_addresses(runner_for, removals, check_mode=False):
     """Delete (namespace, ifname, address) entries; returns the commands run (would run)."""
     commands = []
@@ -173,7 +186,7 @@ def restore_firewall(runner, before):
         save = runner.run([tool + '-save', '-t', 'filter'], check=False)[1]
         now = [line.split()[1] for line in save.splitlines() if line.startswith(':FORWARD ')]
         if now and now[0] != wanted:
-            argv = [tool, '-w', '5', '-P', 'FORWARD', wanted]
+            argv = [tool, '-w', str(XTABLES_WAIT), '-P', 'FORWARD', wanted]
             runner.run(argv)
             commands.append(argv)
     if runner.which('nft') is None:
@@ -225,7 +238,7 @@ class Convergence(object):
     """The desired parts of one netns_topology call turned into the parts that reach exactly
     that state from what the record says we made, plus what to do after them."""
 
-    def __init__(self, record, state, adopt, path=None, read_addresses=None):
+    def __init__(self, record, state, adopt, path=None, read_addresses=None, host_addresses=None, check_mode=False):
         self.record = record
         self.state = state
         self.adopt = set(adopt or ())
@@ -235,6 +248,10 @@ class Convergence(object):
         self.read_addresses = read_addresses or (lambda namespace, ifname: set())
         self.adopted_before = {}  # adopted pair -> {'host': set, 'peer': set} before this run
         self.address_removals = []  # (namespace or None, ifname, 'address/prefix')
+        # () -> {ifname: set of 'address/prefix'} of the host's links (its own namespace)
+        self.host_addresses = host_addresses or (lambda: {})
+        self.check_mode = check_mode
+        self.warnings = []
         self.owned = {}  # name -> record entry of the namespaces that are still ours
         self.existed = {}  # name -> True for desired namespaces / links that exist before the run
         self.links_before = {}
@@ -271,6 +288,41 @@ class Convergence(object):
                     'nothing was changed. Rename host_interface, remove that link, or set adopt: true '
                     'on namespace %s' % (name, peer_ns))
 
+    def check_host(self, pairs, parts):
+        """What only the host can tell: an inner subnet must not overlap a network the host is
+        on (it would take over the host's own routes, the SSH path among them), the egress
+        interfaces must exist and a fixed SNAT address must be one of the host's."""
+        ours = set(pair['name'] for pair in pairs) | set(self.record['pairs'])
+        host = self.host_addresses()
+        networks = [(ifname, ipaddress.ip_interface(text).network) for ifname, texts in sorted(host.items())
+                    if ifname not in ours and ifname != 'lo' for text in sorted(texts)]
+        for pair in pairs:
+            for text in pair.get('addresses') or []:
+                try:
+                    subnet = ipaddress.ip_interface(text).network
+                except ValueError:
+                    continue  # the veth part names it
+                clash = [(ifname, net) for ifname, net in networks if net.version == subnet.version
+                         and net.overlaps(subnet)]
+                for ifname, net in clash:
+                    self.errors.append('the inner subnet %s of %s overlaps %s of the host\'s interface %s; '
+                                       'nothing was changed. Pick a subnet the host is not on'
+                                       % (subnet, pair['name'], net, ifname))
+        addresses = set(str(ipaddress.ip_interface(text).ip) for texts in host.values() for text in texts)
+        for rule in (parts.get('nat_rule') or {}).get('rules') or []:
+            if rule.get('kind') in ('masquerade', 'snat') and rule.get('out_interface') \
+                    and link_index(rule['out_interface']) is None:
+                message = ('the egress interface %s (out_interface of the %s rule for %s) does not exist on '
+                           'the host' % (rule['out_interface'], rule['kind'], rule.get('source')))
+                if self.check_mode:
+                    self.warnings.append(message + ' (yet: check mode goes on, a real run fails)')
+                else:
+                    self.errors.append(message + '; nothing was changed')
+            if rule.get('kind') == 'snat' and rule.get('to_source') and rule['to_source'] not in addresses:
+                self.errors.append('snat_address %s (to_source of the snat rule for %s) is not an address of the '
+                                   'host (it has: %s); replies could never come back. Nothing was changed'
+                                   % (rule['to_source'], rule.get('source'), ', '.join(sorted(addresses)) or 'none'))
+
     # -- the parts --
 
     def converge(self, parts):
@@ -284,6 +336,8 @@ class Convergence(object):
         if self.state == 'absent':
             namespaces, pairs = [], []
         self.refuse_foreign(namespaces, pairs)
+        if pairs:
+            self.check_host(pairs, parts)
         if self.errors:
             raise OwnershipError(self.errors)
         self.last_gone = not namespaces

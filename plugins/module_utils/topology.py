@@ -230,8 +230,11 @@ class Topology(object):
             record = ownership.read_record(path)
         except ValueError as exc:
             self.module.fail_json(msg='ownership: %s; nothing was changed' % exc)
+        read_addresses = ownership.address_reader(self.runner)
         self.owner = ownership.Convergence(record, self.state, options.get('adopt'), path,
-                                           read_addresses=ownership.address_reader(self.runner))
+                                           read_addresses=read_addresses,
+                                           host_addresses=lambda: ownership.all_addresses(self.runner(None)),
+                                           check_mode=self.module.check_mode)
 
     def runner(self, namespace=None):
         return NetnsRunner(self.module, namespace)
@@ -244,6 +247,8 @@ class Topology(object):
             steps = self.steps(given)
         except ownership.OwnershipError as exc:
             self.module.fail_json(msg='ownership: %s' % exc, errors=exc.errors)
+        for warning in self.owner.warnings if self.owner is not None else []:
+            self.module.warn(warning)
         firewall_before = None
         if self.owner is not None and not self.owner.last_gone and not self.module.check_mode \
                 and self.owner.record['firewall_before'] is None:

@@ -21,8 +21,8 @@ IFNAMSIZ = 16  # kernel buffer, including the trailing NUL
 # Interface names: the kernel forbids '/', ':' (alias syntax), whitespace and NUL, and
 # the names '.' and '..'. We are stricter: a conservative charset that is safe in every
 # tool's argv and in nft/iptables comments.
-_IFNAME_RE = re.compile(r'^[A-Za-z0-9_][A-Za-z0-9_.@+-]*$')
-_NETNS_RE = re.compile(r'^[A-Za-z0-9_][A-Za-z0-9_.+-]*$')
+_IFNAME_RE = re.compile(r'[A-Za-z0-9_][A-Za-z0-9_.@+-]*\Z')
+_NETNS_RE = re.compile(r'[A-Za-z0-9_][A-Za-z0-9_.+-]*\Z')
 NETNS_NAME_MAX = 64
 
 
@@ -139,6 +139,12 @@ def same_family(field, *addresses):
 
 
 def _as_text(field, value, expected):
+    """An address, network or address/prefix as text: nothing around it (a trailing newline
+    would end up in rules and reports) and no IPv6 scope id (fe80::1%eth0)."""
     if not isinstance(value, (str, text_type)) or not value.strip():
         raise ValidationError(field, value, 'expected %s' % expected)
-    return value.strip()
+    if value != value.strip() or any(char.isspace() or ord(char) < 32 for char in value):
+        raise ValidationError(field, value, 'must not contain whitespace or control characters')
+    if '%' in value:
+        raise ValidationError(field, value, 'an IPv6 scope id (%NAME) is not accepted here')
+    return value

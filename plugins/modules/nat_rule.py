@@ -73,9 +73,15 @@ options:
       - V(snat) translates the source address to O(to_source).
       - V(dnat) publishes O(protocol) O(port) on O(destination) (or on every address of the
         namespace) and forwards it to O(to_address):O(to_port).
+      - V(isolate) drops forwarded packets to the network O(destination) leaving through
+        O(out_interface) that no accept of ours let through (published ports, replies, the
+        source NAT companions, O(allow_from)), whatever the host's FORWARD policy. Its drop is
+        written after every accept of ours, in the same chain (iptables C(LNT-FORWARD), nft
+        C(inet linuxnet_netns forward)). This is how an inner network stays reachable only
+        through its published ports.
       - Required unless O(rules) is given or only O(forward_policy)/O(purge) are used.
     type: str
-    choices: [masquerade, snat, dnat]
+    choices: [masquerade, snat, dnat, isolate]
   source:
     description:
       - Source network in CIDR form whose traffic is translated (masquerade, snat). Required for
@@ -138,6 +144,12 @@ options:
       - Clients in other inner namespaces reach a port published without O(in_interface)
         through the ordinary DNAT.
     type: bool
+  allow_from:
+    description:
+      - For V(isolate), networks (CIDR) that may still open connections to O(destination)
+        directly (for example another inner namespace's subnet). Not part of the rule's identity.
+    type: list
+    elements: str
   random_fully:
     description:
       - For V(masquerade) and V(snat), pick the translated source port (ICMP id) at random
@@ -169,9 +181,9 @@ options:
         description: Namespace of this rule (default O(namespace)).
         type: str
       kind:
-        description: V(masquerade), V(snat) or V(dnat), as O(kind).
+        description: V(masquerade), V(snat), V(dnat) or V(isolate), as O(kind).
         type: str
-        choices: [masquerade, snat, dnat]
+        choices: [masquerade, snat, dnat, isolate]
         required: true
       source:
         description: As O(source).
@@ -211,6 +223,10 @@ options:
       random_fully:
         description: As O(random_fully).
         type: bool
+      allow_from:
+        description: As O(allow_from).
+        type: list
+        elements: str
       state:
         description: V(present) or V(absent) (default O(state)).
         type: str
@@ -224,11 +240,16 @@ options:
     default: false
   forward_policy:
     description:
-      - Set the FORWARD policy (IPv4 and IPv6) of every namespace the call names. Unset, the
-        policy is left as it is.
-      - With iptables, the policy of the built-in FORWARD chains. With nftables, the policy of our
-        table's forward chain; V(accept) also sets an iptables FORWARD chain that exists with policy
-        DROP to ACCEPT, since our accept could not override its drop.
+      - Set the policy of the host's FORWARD chain, the built-in C(FORWARD) chain of iptables
+        (C(ip filter) / C(ip6 filter)) where Docker, kube-proxy and administrators put their
+        accepts, in every namespace the call names. The same on both backends, for the address
+        families of the call's rules (both when the call has none). Unset, the policy is left
+        as it is.
+      - With V(nftables), the collection's own table never has a drop policy (a drop there
+        would stop traffic that other tables accept); our FORWARD companions are then also
+        written into iptables, as for any restrictive FORWARD chain. Needs iptables (nft or
+        legacy variant) on the host.
+      - Traffic to inner networks is isolated by V(isolate) rules, not by this policy.
     type: str
     choices: [accept, drop]
   conntrack_cleanup:

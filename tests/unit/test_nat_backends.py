@@ -147,13 +147,16 @@ class TestPlanView:
         empty = view('')
         add = m.iptables_entries(rules(MASQ))
         [nat, filt] = ipt.plan_view(empty, [], [], add)
-        assert nat.argv == ['iptables-nft-restore', '--noflush', '-w']
+        assert nat.argv == ['iptables-nft-restore', '--noflush', '-w', '10']
         assert nat.lines[0] == '*nat' and nat.lines[-1] == 'COMMIT'
         assert nat.lines[1] == ':LNT-POSTROUTING - [0:0]'
         assert nat.lines[2].startswith('-A LNT-POSTROUTING -s 192.168.45.0/24 -o eth0 -m comment --comment "lnt:masq')
         assert nat.lines[3] == '-A POSTROUTING -m comment --comment "lnt:jump" -j LNT-POSTROUTING'
         assert filt.lines[1] == ':LNT-FORWARD - [0:0]'
-        assert filt.lines[-2] == '-I FORWARD 1 -m comment --comment "lnt:jump" -j LNT-FORWARD'
+        # the administrator's chain is created empty and jumped to right before ours
+        assert filt.lines[2] == ':LNT-USER - [0:0]'
+        assert filt.lines[-3:-1] == ['-I FORWARD 1 -m comment --comment "lnt:jump" -j LNT-FORWARD',
+                                     '-I FORWARD 1 -m comment --comment "lnt:user" -j LNT-USER']
         assert nat.commands[0] == 'iptables -t nat -N LNT-POSTROUTING'
         assert len(nat.added) == 2 and nat.removed == []
         assert nat.data.endswith('COMMIT\n')
@@ -349,3 +352,76 @@ class TestNscmd:
     def test_operator_form(self):
         assert nscmd.operator_command('h1', ['nft', 'list ruleset']) == "ip netns exec h1 nft 'list ruleset'"
         assert nscmd.operator_command(None, ['iptables-save']) == 'iptables-save'
+
+
+class TestForwardPrecedence:
+    """Our FORWARD jump comes after Docker's DOCKER-USER jump and right after the admin chain."""
+
+    DOCKER = (':DOCKER-USER - [0:0]\n:DOCKER-FORWARD - [0:0]\n'
+              '-A FORWARD -j DOCKER-USER\n-A FORWARD -j DOCKER-FORWARD\n')
+
+    def filter_view(self, forward_lines):
+        return ipt.XtablesView(4, 'nft', ipt.parse_save(
+            '*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n%sCOMMIT\n' % forward_lines))
+
+    def test_the_jump_goes_after_docker_user(self):
+        add = [e for e in m.iptables_entries(rules(MASQ)) if e.table == 'filter']
+        [filt] = ipt.plan_view(self.filter_view(self.DOCKER), [], [], add, tables=('filter',))
+        assert filt.lines[-3:-1] == ['-I FORWARD 2 -m comment --comment "lnt:jump" -j LNT-FORWARD',
+                                     '-I FORWARD 2 -m comment --comment "lnt:user" -j LNT-USER']
+
+    def test_a_jump_of_an_earlier_version_ahead_of_docker_user_is_moved(self):
+        old = ':LNT-FORWARD - [0:0]\n' + self.DOCKER.replace(
+            '-A FORWARD -j DOCKER-USER', '-A FORWARD -m comment --comment "lnt:jump" -j LNT-FORWARD\n'
+                                         '-A FORWARD -j DOCKER-USER')
+        v = self.filter_view(old)
+        add = [e for e in m.iptables_entries(rules(MASQ)) if e.table == 'filter']
+        [filt] = ipt.plan_view(v, [], [], add, tables=('filter',))
+        body = filt.lines[1:-1]
+        # deleted first, then inserted after DOCKER-USER (which is at position 1 once ours is gone)
+        assert body.index('-D FORWARD -m comment --comment "lnt:jump" -j LNT-FORWARD') < \
+            body.index('-I FORWARD 2 -m comment --comment "lnt:jump" -j LNT-FORWARD')
+
+    def test_jumps_in_place_are_left_alone(self):
+        placed = (':LNT-FORWARD - [0:0]\n:LNT-USER - [0:0]\n' + self.DOCKER.replace(
+            '-A FORWARD -j DOCKER-FORWARD\n', '-A FORWARD -m comment --comment "lnt:user" -j LNT-USER\n'
+            '-A FORWARD -m comment --comment "lnt:jump" -j LNT-FORWARD\n-A FORWARD -j DOCKER-FORWARD\n'))
+        v = self.filter_view(placed)
+        assert ipt.forward_jumps_in_order(v)
+        add = [e for e in m.iptables_entries(rules(MASQ)) if e.table == 'filter']
+        [filt] = ipt.plan_view(v, [], [], add, tables=('filter',))
+        assert not any(line.startswith(('-I FORWARD', '-D FORWARD', ':')) for line in filt.lines), filt.lines
+
+    def test_the_admin_chain_goes_with_our_last_rule_only_when_empty(self):
+        placed = (':LNT-FORWARD - [0:0]\n:LNT-USER - [0:0]\n'
+                  '-A FORWARD -m comment --comment "lnt:user" -j LNT-USER\n'
+                  '-A FORWARD -m comment --comment "lnt:jump" -j LNT-FORWARD\n')
+        [filt] = ipt.plan_view(self.filter_view(placed), [], [], [], tables=('filter',))[:1]
+        assert '-X LNT-USER' in filt.lines and '-D FORWARD -m comment --comment "lnt:user" -j LNT-USER' in filt.lines
+        with_admin_rule = placed + '-A LNT-USER -s 198.51.100.7/32 -j DROP\n'
+        [filt] = ipt.plan_view(self.filter_view(with_admin_rule), [], [], [], tables=('filter',))[:1]
+        # the administrator's rule stays, with its chain and the jump to it
+        assert '-X LNT-USER' not in filt.lines and not any('lnt:user' in line for line in filt.lines)
+
+
+def test_an_added_line_is_inserted_at_its_place_in_both_backends():
+    """A changed first rule is inserted in front of the second, not appended after it."""
+    first, second = rules(dict(MASQ, random_fully=True))[0], rules(dict(MASQ, source='10.1.0.0/16'))[0]
+    kept = [e for e in m.iptables_entries([second]) if e.table == 'nat']
+    wanted = [e for e in m.iptables_entries([first, second]) if e.table == 'nat']
+    keep, remove, add = m.in_desired_order(wanted, kept, [], [wanted[0]], set(r.rule_ids()[0] for r in (first, second)))
+    v = ipt.XtablesView(4, 'nft', ipt.parse_save('*nat\n:LNT-POSTROUTING - [0:0]\n-A POSTROUTING -m comment '
+                                                 '--comment "lnt:jump" -j LNT-POSTROUTING\n-A LNT-POSTROUTING %s\n'
+                                                 'COMMIT\n' % kept[0].text))
+    [nat] = ipt.plan_view(v, keep, remove, add, tables=('nat',))
+    assert nat.lines[1].startswith('-I LNT-POSTROUTING 1 -s 192.168.45.0/24'), nat.lines
+    kept_nft = m.nft_entries([second])
+    kept_nft[0].handle = 7
+    wanted_nft = m.nft_entries([first, second])
+    keep, remove, add = m.in_desired_order(wanted_nft, kept_nft, [], [wanted_nft[0]],
+                                           set(r.rule_ids()[0] for r in (first, second)))
+    [tx] = nft.plan_table(nft.NftTable(exists=True, policies={'postrouting': 'accept', 'prerouting': 'accept',
+                                                             'output': 'accept', 'forward': 'accept'}),
+                          keep, remove, add)
+    assert tx.lines[0].startswith('insert rule inet linuxnet_netns postrouting position 7 '), tx.lines
+

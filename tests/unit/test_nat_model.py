@@ -412,3 +412,54 @@ class TestStaleEntries:
         cleanup = m.Cleanup(4, 'udp', ipaddress.ip_address('192.168.1.33'), (53, 53), None,
                             m.Target(ipaddress.ip_address('192.168.45.4'), None))
         assert m.stale_entries(cleanup, self.entries, self.local) == []
+
+
+# --- isolate ---------------------------------------------------------------------------------
+
+ISOLATE = dict(kind='isolate', destination='192.168.45.0/24', out_interface='veth1')
+
+
+class TestIsolate:
+    def test_isolate_is_identified_by_destination_and_interface_only(self):
+        r = rule(**dict(ISOLATE, allow_from=['192.168.46.0/24']))
+        assert (r.kind, r.family, r.forward) == ('isolate', 4, 'none')
+        assert r.rule_ids() == ['isolate,d=192.168.45.0/24,o=veth1']
+        assert r.rule_ids() == rule(**ISOLATE).rule_ids()  # allow_from changes the rule in place
+
+    def test_isolate_renders_its_accepts_then_a_drop_on_both_backends(self):
+        r = rule(**dict(ISOLATE, allow_from=['192.168.46.0/24']))
+        ipt = [(e.chain, e.text.split(' -m comment')[0], e.text.rsplit(' ', 2)[-2:]) for e in m.iptables_entries([r])]
+        assert ipt == [('LNT-FORWARD', '-s 192.168.46.0/24 -d 192.168.45.0/24 -o veth1', ['-j', 'ACCEPT']),
+                       ('LNT-FORWARD', '-d 192.168.45.0/24 -o veth1', ['-j', 'DROP'])]
+        nft = [e.text.split(' comment')[0] for e in m.nft_entries([r])]
+        assert nft == ['ip saddr 192.168.46.0/24 ip daddr 192.168.45.0/24 oifname "veth1" accept',
+                       'ip daddr 192.168.45.0/24 oifname "veth1" drop']
+
+    def test_drops_come_after_every_accept_of_the_call(self):
+        """The isolation listed first must not hide the published port of a later DNAT."""
+        rules = [rule(**ISOLATE), rule(**dict(MASQ, in_interface='veth1')),
+                 rule(kind='dnat', protocol='tcp', port=8080, to_address='192.168.45.3', out_interface='veth1')]
+        forward = [e.text for e in m.iptables_entries(rules, roles=('forward',))]
+        assert [text.endswith('-j DROP') for text in forward] == [False] * (len(forward) - 1) + [True]
+        nft_forward = [e.text for e in m.nft_entries(rules) if e.chain == 'forward']
+        assert ' drop comment ' in nft_forward[-1] and all(' drop ' not in text for text in nft_forward[:-1])
+
+    @pytest.mark.parametrize('extra, field, reason', [
+        (dict(destination=None), 'destination', 'isolate needs destination'),
+        (dict(out_interface=None), 'out_interface', 'isolate needs out_interface'),
+        (dict(to_source='192.168.1.32'), 'to_source', 'does not apply to kind isolate'),
+        (dict(protocol='tcp'), 'protocol', 'does not apply to kind isolate'),
+        (dict(allow_from=['fd00::/64']), 'allow_from', 'mixes IPv4 and IPv6'),
+        (dict(allow_from=['nonsense']), 'allow_from[0]', 'is not a valid CIDR network'),
+    ])
+    def test_bad_isolate_options_are_rejected(self, extra, field, reason):
+        item = dict(ISOLATE)
+        item.update(extra)
+        rejected(dict((k, v) for k, v in item.items() if v is not None), field, reason)
+
+    def test_allow_from_belongs_to_isolate_only(self):
+        rejected(dict(MASQ, allow_from=['10.0.0.0/8']), 'allow_from', 'applies only to kind isolate')
+
+    @pytest.mark.parametrize('target', ['255.255.255.255', '224.0.0.1', '0.0.0.0', '::'])
+    def test_a_dnat_target_must_be_unicast(self, target):
+        rejected(dict(WEB, to_address=target), 'to_address', 'must be a unicast address')

@@ -148,7 +148,7 @@ class TestRestoreNamespace:
         restores = [(argv, data) for argv, data in runner.calls if argv[0].endswith('-restore')]
         assert len(restores) == 1
         argv, data = restores[0]
-        assert argv == ['iptables-nft-restore', '--noflush', '-w']
+        assert argv == ['iptables-nft-restore', '--noflush', '-w', '10']
         assert data.splitlines() == [
             '*nat',
             '-D LNT-POSTROUTING -s 10.2.0.0/16 -o eth0 -m comment --comment "lnt:masq,s=10.2.0.0/16,o=eth0 bb" '

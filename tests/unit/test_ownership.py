@@ -178,15 +178,15 @@ def test_the_firewall_is_put_back_as_it_was_found():
     runner = FakeRunner({
         'iptables-save -t filter': (0, '*filter\n:FORWARD DROP [0:0]\nCOMMIT\n', ''),
         'ip6tables-save -t filter': (0, '*filter\n:FORWARD DROP [0:0]\nCOMMIT\n', ''),
-        'iptables -w 5 -P FORWARD ACCEPT': (0, '', ''),
+        'iptables -w 10 -P FORWARD ACCEPT': (0, '', ''),
         'nft -j list table ip6 filter': (0, nft_table, ''),
         'nft delete table ip6 filter': (0, '', ''),
     })
     before = {'tables': ['ip filter'], 'policies': {'4': 'ACCEPT', '6': 'ACCEPT'}}
     commands = ownership.restore_firewall(runner, before)
     # ip filter existed: its policy goes back; ip6 filter did not: it goes (it holds no rule)
-    assert commands == [['iptables', '-w', '5', '-P', 'FORWARD', 'ACCEPT'],
-                        ['ip6tables', '-w', '5', '-P', 'FORWARD', 'ACCEPT'],
+    assert commands == [['iptables', '-w', '10', '-P', 'FORWARD', 'ACCEPT'],
+                        ['ip6tables', '-w', '10', '-P', 'FORWARD', 'ACCEPT'],
                         ['nft', 'delete', 'table', 'ip6', 'filter']]
     assert ['nft', 'delete', 'table', 'ip', 'filter'] not in runner.ran
 
@@ -202,14 +202,22 @@ def entry(chain, tag):
     return Entry(4, 'nat', chain, 'lnt:%s 0' % tag, '-j X')
 
 
-def test_rules_are_rewritten_in_the_desired_order_when_an_edit_would_append_out_of_order():
+def test_an_added_rule_goes_in_front_of_the_kept_rule_that_follows_it():
     a, b, c = entry('P', 'a'), entry('P', 'b'), entry('P', 'c')
     ids = set([a.rule_id, b.rule_id, c.rule_id])
     # b kept, a new: appending a after b would give b, a instead of a, b
     keep, remove, add = in_desired_order([a, b], [b], [c], [a], ids)
-    assert keep == [] and remove == [c, b] and add == [a, b]
-    # appending at the end is already the desired order: nothing more moves
-    assert in_desired_order([a, b], [a], [c], [b], ids) == ([a], [c], [b])
+    assert (keep, remove, add) == ([b], [c], [a]) and a.before is b
+    # appending at the end is already the desired order
+    a2, b2 = entry('P', 'a'), entry('P', 'b')
+    assert in_desired_order([a2, b2], [a2], [], [b2], ids) == ([a2], [], [b2]) and b2.before is None
+
+
+def test_kept_rules_out_of_the_desired_order_are_rewritten():
+    a, b = entry('P', 'a'), entry('P', 'b')
+    ids = set([a.rule_id, b.rule_id])
+    keep, remove, add = in_desired_order([a, b], [b, a], [], [], ids)
+    assert keep == [] and remove == [b, a] and add == [a, b]
 
 
 def test_an_adopted_pair_keeps_its_own_addresses_and_loses_the_ones_the_role_added(monkeypatch):
@@ -227,3 +235,52 @@ def test_an_adopted_pair_keeps_its_own_addresses_and_loses_the_ones_the_role_add
     assert 'veth' not in result
     assert conv.address_removals == [(None, 'h-theirs', '10.0.0.1/24'), ('theirs', 'eth0', '10.0.0.2/24')]
     assert host.links['h-theirs'] == 8
+
+
+def test_a_stuck_xtables_lock_fails_with_a_reason_and_a_bound():
+    from ansible_collections.linuxnet.netns.plugins.module_utils.nscmd import CommandFailed, XTABLES_WAIT
+    failure = CommandFailed(['iptables-legacy-restore', '--noflush', '-w', str(XTABLES_WAIT)], 4, '',
+                            'Another app is currently holding the xtables lock. Stopped waiting after 10s.\n')
+    assert 'held the xtables lock' in str(failure) and '(10 s)' in str(failure)
+    assert 'nothing was changed' in str(failure)
+
+
+def host_checked(monkeypatch, host, rules, links=None, check_mode=False):
+    FakeHost(monkeypatch, links=dict({'eth0': 2}, **(links or {})))
+    given = parts(['a'])
+    given['nat_rule']['rules'] = rules
+    conv = ownership.Convergence(record(), 'present', [], host_addresses=lambda: host, check_mode=check_mode)
+    return conv, given
+
+
+def test_an_inner_subnet_on_a_network_the_host_is_on_is_refused(monkeypatch):
+    conv, given = host_checked(monkeypatch, {'eth0': {'10.0.0.7/28'}, 'lo': {'127.0.0.1/8'}}, [])
+    with pytest.raises(ownership.OwnershipError) as failure:
+        conv.converge(given)
+    assert "the inner subnet 10.0.0.0/24 of h-a overlaps 10.0.0.0/28 of the host's interface eth0" in str(failure.value)
+    conv, given = host_checked(monkeypatch, {'eth0': {'192.168.1.32/24'}}, [])
+    conv.converge(given)  # another network: fine
+
+
+def test_the_egress_interface_must_exist_and_check_mode_only_warns(monkeypatch):
+    masq = [{'kind': 'masquerade', 'source': '10.0.0.0/24', 'out_interface': 'up9'}]
+    conv, given = host_checked(monkeypatch, {'eth0': {'192.168.1.32/24'}}, masq)
+    with pytest.raises(ownership.OwnershipError) as failure:
+        conv.converge(given)
+    assert 'the egress interface up9 (out_interface of the masquerade rule for 10.0.0.0/24) does not exist' \
+        in str(failure.value)
+    conv, given = host_checked(monkeypatch, {'eth0': {'192.168.1.32/24'}}, masq, check_mode=True)
+    conv.converge(given)
+    assert conv.warnings and 'check mode goes on' in conv.warnings[0]
+
+
+def test_a_snat_address_must_be_one_of_the_hosts(monkeypatch):
+    snat = [{'kind': 'snat', 'source': '10.0.0.0/24', 'out_interface': 'eth0', 'to_source': '192.168.1.99'}]
+    conv, given = host_checked(monkeypatch, {'eth0': {'192.168.1.32/24'}}, snat)
+    with pytest.raises(ownership.OwnershipError) as failure:
+        conv.converge(given)
+    assert 'snat_address 192.168.1.99 (to_source of the snat rule for 10.0.0.0/24) is not an address of the host' \
+        in str(failure.value)
+    snat[0]['to_source'] = '192.168.1.32'
+    conv, given = host_checked(monkeypatch, {'eth0': {'192.168.1.32/24'}}, snat)
+    conv.converge(given)

@@ -77,9 +77,14 @@ class TestIfname:
 
 class TestInterfaceAddress:
     def test_returns_an_interface_object(self):
-        value = validation.check_interface_address('addresses[0]', ' 192.168.45.2/24 ')
+        value = validation.check_interface_address('addresses[0]', '192.168.45.2/24')
         assert value == ipaddress.ip_interface(u'192.168.45.2/24')
         assert str(value.network) == '192.168.45.0/24'
+
+    @pytest.mark.parametrize('value', [' 192.168.45.2/24', '192.168.45.2/24\n', 'fd00::9%x/64', 'fd00::9%x\n/64'])
+    def test_rejects_surrounding_whitespace_and_scope_ids(self, value):
+        with pytest.raises(validation.ValidationError):
+            validation.check_interface_address('addresses[0]', value)
 
     def test_accepts_ipv6(self):
         assert validation.check_interface_address('a', 'fd42::1/64').version == 6
@@ -118,7 +123,7 @@ class TestNetwork:
 
 
 class TestIp:
-    @pytest.mark.parametrize('value,version', [('192.168.45.3', 4), ('fd42::3', 6), (' 10.1.1.1 ', 4)])
+    @pytest.mark.parametrize('value,version', [('192.168.45.3', 4), ('fd42::3', 6)])
     def test_accepts(self, value, version):
         assert validation.check_ip('gateway', value).version == version
 
