@@ -347,7 +347,8 @@ def plan_view(view, keep, remove, add, policy=None, tables=TABLES):
             # Deletions first: a jump moved to its place has the same spec as the old one.
             for builtin_chain, spec in surplus:
                 tail.append('-D %s %s' % (builtin_chain, spec))
-                removed.append(display(view, table, builtin_chain, spec))
+                if ADMIN_TAG not in spec:  # the admin chain's jump is plumbing, like a chain declaration
+                    removed.append(display(view, table, builtin_chain, spec))
             if needed and not found:
                 if builtin == 'FORWARD':
                     # Before a DROP policy or an admin's REJECT later in FORWARD, since our
@@ -359,7 +360,6 @@ def plan_view(view, keep, remove, add, policy=None, tables=TABLES):
                         decl.append(':%s - [0:0]' % ADMIN_CHAIN)
                     tail.append('-I %s %d %s' % (builtin, position, jump_spec(chain)))
                     tail.append('-I %s %d %s' % (builtin, position, admin_jump_spec()))
-                    added.append(display(view, table, builtin, admin_jump_spec()))
                 else:
                     # nat: appended, so NAT rules made by Docker, kube-proxy or an admin
                     # keep deciding first for the flows they own.

@@ -440,9 +440,14 @@ class LogicalLine(object):
 def logical_lines(rule):
     """The lines a present rule needs, in order: NAT line(s), hairpin, FORWARD companions."""
     if rule.kind == 'isolate':
+        # Replies to the network's own connections (to another namespace allowed in, say)
+        # come back by conntrack state; new flows only from allow_from, or DNAT'ed by a rule.
         allowed = [LogicalLine('forward', rule.family, 'accept', src=source, dst=rule.destination,
                                out_if=rule.out_interface) for source in rule.allow_from]
-        return allowed + [LogicalLine('forward', rule.family, 'drop', dst=rule.destination, out_if=rule.out_interface)]
+        replies = LogicalLine('forward', rule.family, 'accept', dst=rule.destination, out_if=rule.out_interface,
+                              ctstate=('RELATED', 'ESTABLISHED'))
+        return allowed + [replies, LogicalLine('forward', rule.family, 'drop', dst=rule.destination,
+                                               out_if=rule.out_interface)]
     if rule.kind == 'dnat':
         return _dnat_lines(rule) + _forward_lines(rule)
     action = 'masquerade' if rule.kind == 'masquerade' else 'snat'

@@ -153,16 +153,12 @@ def remove_addresses(runner_for, removals, check_mode=False):
 def read_firewall(runner):
     """Which iptables-nft tables exist and the FORWARD policy of each filter table, read
     once before the first run changes anything (nft -j list tables, iptables-save -t filter)."""
-    state = {'tables': [], 'policies': {}}
+    state = {'tables': [], 'chains': [], 'policies': {}}
     if runner.which('nft') is not None:
-        rc, out = runner.run(['nft', '-j', 'list', 'tables'], check=False)[:2]
-        if rc == 0:
-            try:
-                items = json.loads(out).get('nftables', [])
-            except (ValueError, AttributeError):
-                items = []
-            state['tables'] = sorted('%s %s' % (item['table']['family'], item['table']['name'])
-                                     for item in items if 'table' in item)
+        state['tables'] = ['%s %s' % (family, name) for family, name in nft_objects(runner, 'tables')]
+        # iptables-nft adds base chains to a table that exists (nat OUTPUT, say) as it needs them
+        state['chains'] = ['%s %s %s' % entry for entry in nft_objects(runner, 'chains')
+                           if (entry[0], entry[1]) in IPTABLES_NFT_TABLES]
     for family, tool in (('4', 'iptables-save'), ('6', 'ip6tables-save')):
         if runner.which(tool) is None:
             continue
@@ -171,6 +167,23 @@ def read_firewall(runner):
             if line.startswith(':FORWARD '):
                 state['policies'][family] = line.split()[1]
     return state
+
+
+def nft_objects(runner, kind):
+    """``nft -j list tables|chains`` as sorted (family, table) or (family, table, chain)."""
+    rc, out = runner.run(['nft', '-j', 'list', kind], check=False)[:2]
+    try:
+        items = json.loads(out).get('nftables', []) if rc == 0 else []
+    except (ValueError, AttributeError):
+        items = []
+    key = kind[:-1]
+    found = []
+    for item in items:
+        if key not in item:
+            continue
+        obj = item[key]
+        found.append((obj['family'], obj['table'], obj['name']) if key == 'chain' else (obj['family'], obj['name']))
+    return sorted(found)
 
 
 def restore_firewall(runner, before):
@@ -195,7 +208,29 @@ def restore_firewall(runner, before):
     for family, name in IPTABLES_NFT_TABLES + (OUR_NFT_TABLE,):
         if '%s %s' % (family, name) not in existed:
             commands.extend(drop_table_if_empty(runner, family, name))
+    chains_before = set(before.get('chains') or [])
+    if before.get('chains') is not None:
+        for family, table, chain in nft_objects(runner, 'chains'):
+            if '%s %s' % (family, table) in existed and (family, table) in IPTABLES_NFT_TABLES \
+                    and '%s %s %s' % (family, table, chain) not in chains_before:
+                commands.extend(drop_chain_if_empty(runner, family, table, chain))
     return commands
+
+
+def drop_chain_if_empty(runner, family, table, chain):
+    """Delete a base chain iptables-nft added for us to a table that existed, when it holds
+    no rule and accepts by policy (what iptables-save shows of it: nothing)."""
+    rc, out = runner.run(['nft', '-j', 'list', 'chain', family, table, chain], check=False)[:2]
+    try:
+        items = json.loads(out).get('nftables', []) if rc == 0 else []
+    except (ValueError, AttributeError):
+        return []
+    chains = [item['chain'] for item in items if 'chain' in item]
+    if not chains or any('rule' in item for item in items) or chains[0].get('policy', 'accept') != 'accept':
+        return []
+    argv = ['nft', 'delete', 'chain', family, table, chain]
+    # a chain something else still jumps to stays: it is not ours to break
+    return [argv] if runner.run(argv, check=False)[0] == 0 else []
 
 
 def drop_table_if_empty(runner, family, name):

@@ -147,12 +147,12 @@ def test_article_snat_and_dnat(lab, backend):
     assert again['diff']['before'] == again['diff']['after']
     assert len(again['diff']['after'].splitlines()) == len(result['rules_added'])
 
-    # The FORWARD policy is where the backend keeps it.
-    if backend == 'iptables':
-        assert ':FORWARD DROP' in harness.nsexec(lab.host1, ['iptables-save', '-t', 'filter'])
-    else:
-        assert 'policy drop' in harness.nsexec(lab.host1, ['nft', 'list', 'chain', 'inet', 'linuxnet_netns',
-                                                           'forward'])
+    # The FORWARD policy is the host's iptables FORWARD policy on both backends; our nft table
+    # never drops by policy (a drop there would stop what other tables accept).
+    assert ':FORWARD DROP' in harness.nsexec(lab.host1, ['iptables-save', '-t', 'filter'])
+    if backend == 'nftables':
+        assert 'policy drop' not in harness.nsexec(lab.host1, ['nft', 'list', 'chain', 'inet', 'linuxnet_netns',
+                                                               'forward'])
 
     # Retargeting in check mode: reported, nothing moves.
     current = harness.snapshot(lab.host1)
@@ -270,9 +270,11 @@ def test_coexists_with_a_docker_ruleset_under_forward_drop(lab, backend):
     now = rules_of(lab.host1)
     assert not_ours(now['iptables-save']) == original['iptables-save'], 'Docker rules were changed'
     forward = [line for line in now['iptables-save'] if line.startswith('-A FORWARD')]
-    # Our one jump comes first so the DROP policy and Docker's chains do not shadow it.
-    assert forward[0] == '-A FORWARD -m comment --comment "lnt:jump" -j LNT-FORWARD'
-    assert [line for line in forward if 'LNT-' in line] == forward[:1]
+    # Docker's DOCKER-USER keeps precedence (the administrator's restrictions), then the
+    # collection's admin chain, then our jump, before Docker's own accepts and the DROP policy.
+    assert forward[:3] == ['-A FORWARD -j DOCKER-USER', '-A FORWARD -m comment --comment "lnt:user" -j LNT-USER',
+                           '-A FORWARD -m comment --comment "lnt:jump" -j LNT-FORWARD'], forward
+    assert [line for line in forward if 'LNT-' in line] == forward[1:3]
     if backend == 'nftables':
         # The accepts live in iptables too: our nft table alone cannot override the DROP.
         assert any(line.startswith('-A LNT-FORWARD') for line in now['iptables-save'])
@@ -352,8 +354,9 @@ def test_auto_backend_follows_a_legacy_managed_namespace(lab):
     assert result['rules_added'] and all(line.startswith('ipv4 (legacy) ') for line in result['rules_added'])
     legacy_now = saved(lab.host1, 'iptables-legacy-save')
     assert not_ours(legacy_now) == legacy_before
-    assert '-A FORWARD -m comment --comment "lnt:jump" -j LNT-FORWARD' == [
-        line for line in legacy_now if line.startswith('-A FORWARD')][0]
+    assert [line for line in legacy_now if line.startswith('-A FORWARD')][:3] == [
+        '-A FORWARD -j DOCKER-USER', '-A FORWARD -m comment --comment "lnt:user" -j LNT-USER',
+        '-A FORWARD -m comment --comment "lnt:jump" -j LNT-FORWARD']
     assert rules_of(lab.host1)['nft'] == nft_before, 'nothing went to iptables-nft or nftables'
 
     ping = probe(namespace=lab.myspace, target=HOST2, protocol='icmp', listener=dict(namespace=lab.host2))

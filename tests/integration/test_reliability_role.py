@@ -146,8 +146,9 @@ def test_flushed_iptables_nat_table_is_restored_by_nat_rule(netns):
 def test_two_runs_at_once_end_correct_without_duplicates(tmp_path):
     """The host's rules are in iptables-legacy (a foreign rule there), so nat_rule writes with
     iptables-legacy-restore -w. Both runs get their environment's XTABLES_LOCKFILE, held here
-    until both nat_rule calls wait on it, or 20 s after the first does (with the modules'
-    own lock the second waits on that one instead): the two runs overlap at their most
+    until both nat_rule calls wait on it, or 6 s after the first does (with the modules'
+    own lock the second waits on that one instead; the modules wait 10 s for the xtables
+    lock, then fail with a reason): the two runs overlap at their most
     sensitive point every time instead of by chance. Before the modules took a lock, both
     appended every jump to our chains twice, and veth/netns_route failed with EEXIST."""
     lab = role_lab.RoleLab(tmp_path, tag='c')
@@ -170,7 +171,7 @@ def test_two_runs_at_once_end_correct_without_duplicates(tmp_path):
                 runs.append(role_lab.start_playbook(lab.inventory, lab.workdir, vars_file, env=env, stdout_path=path)
                             + (path,))
             harness.wait_for(lambda: harness.legacy_restore_processes(lab.host, lockfile) or finished(), timeout=180)
-            harness.wait_for(lambda: len(harness.legacy_restore_processes(lab.host, lockfile)) >= 2 or finished(), timeout=20)
+            harness.wait_for(lambda: len(harness.legacy_restore_processes(lab.host, lockfile)) >= 2 or finished(), timeout=6)
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
@@ -187,3 +188,39 @@ def test_two_runs_at_once_end_correct_without_duplicates(tmp_path):
         assert third.rc == 0 and third.recap('target')['changed'] == 0, third.output
     finally:
         lab.close()
+
+
+def test_a_stuck_xtables_lock_fails_the_run_after_a_bounded_wait_and_changes_no_rule(tmp_path):
+    """Someone holds the xtables lock of iptables-legacy and never lets go: the run fails
+    after the modules' 10 s wait with a message naming the lock, instead of hanging for
+    minutes with the collection's host lock held, and no rule of ours was written."""
+    lab = role_lab.RoleLab(tmp_path, tag='x')
+    lockfile = str(tmp_path / 'xtables.lock')
+    try:
+        harness.nsexec(lab.host, ['iptables-legacy', '-w', '-t', 'nat', '-A', 'POSTROUTING', '-s', '10.82.0.0/16',
+                                  '-j', 'MASQUERADE'])
+        first, second, variables = two_namespaces(lab, netns_nat_backend='iptables')
+        before = harness.nsexec(lab.host, ['iptables-legacy-save'])
+        fd = os.open(lockfile, os.O_CREAT | os.O_RDWR, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            started = time.time()
+            run = lab.run(variables, env={'XTABLES_LOCKFILE': lockfile})
+            took = time.time() - started
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+        failure = run.failure('target')
+        assert run.rc != 0 and failure is not None, run.output
+        assert 'held the xtables lock' in failure['msg'] and '(10 s)' in failure['msg'], failure['msg']
+        assert 10 <= took < 60, took
+        saved = harness.nsexec(lab.host, ['iptables-legacy-save'])
+        assert [line for line in saved.splitlines() if line.startswith('-A')] == \
+            [line for line in before.splitlines() if line.startswith('-A')]
+        # the namespaces the failed call had created were removed with it
+        assert first not in harness.list_netns() and second not in harness.list_netns()
+        again = lab.run(variables)
+        assert again.rc == 0 and again.recap('target')['failed'] == 0, again.output
+    finally:
+        lab.close()
+

@@ -10,44 +10,15 @@ and .33 towards outside's eth0 192.168.1.15, and eth1 192.168.2.32 towards outsi
 192.168.2.15 (a second egress). Per edit, on one lab: fresh v2 -> snapshot; v1 (from v2,
 itself an edit) -> v2 -> snapshot and traffic; absent -> the snapshot from before."""
 import copy
-import subprocess
-import sys
 
 from tests.support import harness
 from tests.support import role_lab
+from tests.support import traffic
 
 HOST, SECOND, OUTSIDE = '192.168.1.32', '192.168.1.33', '192.168.1.15'
 HOST_ETH1, OUTSIDE_ETH1 = '192.168.2.32', '192.168.2.15'
 WHOAMI_PORT = 7000
 TARGET_PORTS = (80, 81)
-
-# In an inner namespace: answers each connection on every port given with "<tag> <peer>";
-# exits by itself after a while so that no test can leave it running.
-LISTENER = r'''
-import selectors, socket, sys, time
-sel = selectors.DefaultSelector()
-tag = sys.argv[1]
-for port in map(int, sys.argv[2:]):
-    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind(("0.0.0.0", port)); s.listen(16); sel.register(s, selectors.EVENT_READ)
-print("ready", flush=True)
-deadline = time.time() + 60
-while time.time() < deadline:
-    for key, dummy in sel.select(timeout=1):
-        conn, peer = key.fileobj.accept()
-        conn.sendall(("%s %s\n" % (tag, peer[0])).encode()); conn.close()
-'''
-
-CLIENT = r'''
-import socket, sys
-try:
-    conn = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=float(sys.argv[3]))
-    conn.settimeout(float(sys.argv[3]))
-    print(conn.recv(100).decode().strip())
-except OSError as exc:
-    print("unreachable: %s" % exc)
-'''
-
 
 def namespace(name, host_interface, net, published=8081, **extra):
     entry = {'name': name, 'host_interface': host_interface, 'host_address': '10.%d.0.1/24' % net,
@@ -90,27 +61,16 @@ class MatrixLab(role_lab.RoleLab):
 
     def start_listeners(self, variables):
         for entry in variables['netns_nat_namespaces']:
-            proc = subprocess.Popen(['ip', 'netns', 'exec', entry['name'], sys.executable, '-c', LISTENER,
-                                     entry['name']] + [str(port) for port in TARGET_PORTS],
-                                    stdout=subprocess.PIPE, text=True, env=harness.ENV)
-            self.processes.append(proc)
-            assert proc.stdout.readline().strip() == 'ready'
-        proc = subprocess.Popen(['ip', 'netns', 'exec', self.outside, sys.executable, '-c', LISTENER, 'outside',
-                                 str(WHOAMI_PORT)], stdout=subprocess.PIPE, text=True, env=harness.ENV)
-        self.processes.append(proc)
-        assert proc.stdout.readline().strip() == 'ready'
+            self.processes.append(traffic.start_listener(entry['name'], entry['name'], TARGET_PORTS))
+        self.processes.append(traffic.start_listener(self.outside, 'outside', [WHOAMI_PORT]))
 
     def stop_listeners(self):
         for proc in self.processes:
-            proc.kill()
-            proc.wait()
+            traffic.stop(proc)
         self.processes = []
 
     def connect(self, ns, address, port, timeout=1.5):
-        proc = subprocess.run(['ip', 'netns', 'exec', ns, sys.executable, '-c', CLIENT, address, str(port),
-                               str(timeout)], capture_output=True, text=True, env=harness.ENV, timeout=30,
-                              check=False)
-        return proc.stdout.strip()
+        return traffic.connect(ns, address, port, timeout)
 
     def close(self):
         self.stop_listeners()

@@ -430,9 +430,12 @@ class TestIsolate:
         r = rule(**dict(ISOLATE, allow_from=['192.168.46.0/24']))
         ipt = [(e.chain, e.text.split(' -m comment')[0], e.text.rsplit(' ', 2)[-2:]) for e in m.iptables_entries([r])]
         assert ipt == [('LNT-FORWARD', '-s 192.168.46.0/24 -d 192.168.45.0/24 -o veth1', ['-j', 'ACCEPT']),
+                       ('LNT-FORWARD', '-d 192.168.45.0/24 -o veth1 -m conntrack --ctstate RELATED,ESTABLISHED',
+                        ['-j', 'ACCEPT']),
                        ('LNT-FORWARD', '-d 192.168.45.0/24 -o veth1', ['-j', 'DROP'])]
         nft = [e.text.split(' comment')[0] for e in m.nft_entries([r])]
         assert nft == ['ip saddr 192.168.46.0/24 ip daddr 192.168.45.0/24 oifname "veth1" accept',
+                       'ip daddr 192.168.45.0/24 oifname "veth1" ct state related,established accept',
                        'ip daddr 192.168.45.0/24 oifname "veth1" drop']
 
     def test_drops_come_after_every_accept_of_the_call(self):
