@@ -27,7 +27,8 @@ TESTS = ['tests/unit/test_no_shell.py', 'tests/integration/test_reliability_inpu
          'tests/integration/test_netns_route.py::test_failure_half_way_rolls_back_this_calls_changes',
          'tests/integration/test_netns_route.py::test_failure_in_a_later_namespace_rolls_back_the_earlier_ones',
          'tests/integration/test_sysctl_forward.py::test_a_foreign_record_fails_and_changes_nothing',
-         'tests/integration/test_sysctl_forward.py::test_record_dir_errors']
+         'tests/integration/test_sysctl_forward.py::test_record_dir_errors',
+         'tests/integration/test_isolation_role.py', 'tests/integration/test_ownership_role.py']
 BEGIN, END = '<!-- reliability-table:begin -->', '<!-- reliability-table:end -->'
 
 # (module, test function) -> category; order of first appearance is the table's order.
@@ -49,6 +50,7 @@ CATEGORIES = [
     ('test_reliability_faults', 'test_call_waits_for_the_xtables_lock', 'Faults: xtables lock, concurrency'),
     ('test_reliability_faults', 'test_two_calls_at_once', 'Faults: xtables lock, concurrency'),
     ('test_reliability_role', 'test_two_runs_at_once', 'Faults: xtables lock, concurrency'),
+    ('test_reliability_role', 'test_a_stuck_xtables_lock', 'Faults: xtables lock, concurrency'),
     ('test_reliability_role', 'test_', 'Faults: drift repaired by the next run'),
     ('test_security_injection', 'test_role_', 'Security: shell metacharacters (role)'),
     ('test_security_injection', 'test_', 'Security: shell metacharacters (modules)'),
@@ -57,6 +59,13 @@ CATEGORIES = [
     ('test_security_role', 'test_literal_mode', 'Security: forward scope (scoped vs literal)'),
     ('test_security_role', 'test_check_mode', 'Security: check mode changes nothing'),
     ('test_security_role', 'test_absent', 'Security: state absent, foreign state kept'),
+    ('test_isolation_role', 'test_only_published_ports', 'Security: isolation under FORWARD ACCEPT and DROP'),
+    ('test_isolation_role', 'test_the_nft_table_never_drops', 'Coexistence: other firewall managers'),
+    ('test_isolation_role', 'test_a_docker_like_workload', 'Coexistence: other firewall managers'),
+    ('test_isolation_role', 'test_bad_input', 'Bad input: role'),
+    ('test_isolation_role', 'test_modules_refuse', 'Bad input: modules'),
+    ('test_isolation_role', 'test_a_tasks_mounts', 'Security: connection plugin mounts'),
+    ('test_ownership_role', 'test_', 'Ownership: foreign objects, adopt, restore'),
 ]
 
 
