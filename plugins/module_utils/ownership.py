@@ -328,9 +328,11 @@ class Convergence(object):
         on (it would take over the host's own routes, the SSH path among them), the egress
         interfaces must exist and a fixed SNAT address must be one of the host's."""
         ours = set(pair['name'] for pair in pairs) | set(self.record['pairs'])
+        our_indexes = set(entry.get('ifindex') for entry in self.record['pairs'].values()) - set([None])
         host = self.host_addresses()
         networks = [(ifname, ipaddress.ip_interface(text).network) for ifname, texts in sorted(host.items())
-                    if ifname not in ours and ifname != 'lo' for text in sorted(texts)]
+                    if ifname not in ours and ifname != 'lo' and link_index(ifname) not in our_indexes
+                    for text in sorted(texts)]
         for pair in pairs:
             for text in pair.get('addresses') or []:
                 try:

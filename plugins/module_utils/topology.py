@@ -213,9 +213,9 @@ class Topology(object):
             if part == 'nat_rule':
                 # A backend that is no longer used is emptied before the one asked for is
                 # written: its purge must not take the new backend's FORWARD companions.
-                steps.extend(('nat_rule_cleanup', 'nat_rule', {'backend': backend, 'rules': [], 'purge': True,
-                                                                'state': 'present'})
-                             for backend in self.owner.cleanup_backends)
+                for backend in self.owner.cleanup_backends:
+                    cleanup = {'backend': backend, 'rules': [], 'purge': True, 'state': 'present'}
+                    steps.append(('nat_rule_cleanup', 'nat_rule', cleanup))
             if part in parts:
                 steps.append((part, part, part_params(part, parts[part], 'present')))
         return steps

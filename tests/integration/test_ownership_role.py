@@ -221,7 +221,7 @@ def differences(after, before):
 def assert_same(after, before):
     """after == before, or the failure lists what differs (before -> after)."""
     assert after == before, '\n'.join('%s %s:\n  before: %r\n  after:  %r' % item
-                                       for item in differences(after, before))
+                                      for item in differences(after, before))
 
 
 @pytest.fixture
@@ -245,7 +245,7 @@ def test_foreign_namespace_and_foreign_host_link_are_refused_before_any_change(l
     pristine = lab.snapshot()
 
     refused(lab, variables('auto', [entry(new, 31, 'veth1', 'veth2', published=8080),
-                                     entry(foreign, 32, 'veth3', 'veth4')]), [foreign])
+                                    entry(foreign, 32, 'veth3', 'veth4')]), [foreign])
     assert_same(lab.snapshot(), pristine)
     assert new not in harness.list_netns()
     assert not os.path.exists(harness.ownership_record(lab.host))
@@ -481,3 +481,56 @@ def test_namespace_recreated_by_hand_is_neither_deleted_nor_taken_over(lab):
     assert_same({x: after[x]}, {x: foreign_state})
     assert_same(without(after, [x]), without(pristine, [x]))
     assert not os.path.exists(harness.ownership_record(lab.host))
+
+
+# --- drift in what the role owns, and a record that outlives its host ------------------------------
+
+def test_a_veth_end_renamed_by_hand_is_recreated_not_refused(lab):
+    """Someone renames the host end of a pair the role made (ip link set veth1 name x): the role
+    recognises the pair as its own (the peer in its namespace), recreates it under the listed
+    name, and the host ends as after the first apply."""
+    inner_ns = lab.inner_name('or')
+    wanted = variables('auto', [entry(inner_ns, 44, 'veth1', 'veth2', published=8080)])
+    applied(lab, wanted)
+    built = role_lab.normalized(lab.snapshot())
+    harness.nsexec(lab.host, ['ip', 'link', 'set', 'veth1', 'down'])
+    harness.nsexec(lab.host, ['ip', 'link', 'set', 'veth1', 'name', 'renamed0'])
+    preview = lab.run(wanted, check=True)
+    assert preview.rc == 0 and preview.recap('target')['changed'] == 1, preview.output
+    run = applied(lab, wanted)
+    assert run.recap('target')['changed'] == 1
+    assert 'renamed0' not in harness.links(lab.host)
+    assert_same(role_lab.normalized(lab.snapshot()), built)
+    assert applied(lab, wanted).recap('target')['changed'] == 0
+    applied(lab, wanted, state='absent')
+
+
+def test_the_record_of_a_deleted_host_is_never_applied_to_a_later_one(tmp_path):
+    """Host H1 gets namespace X and is then deleted without absent (its record stays). A new
+    host namespace H2, which may well get H1's inode again, must not take that record for its
+    own: a run on H2 with no namespaces leaves X alone and restores nothing of H1's."""
+    for name in ('one', 'two'):
+        os.makedirs(str(tmp_path / name))
+    first = role_lab.RoleLab(tmp_path / 'one', tag='h')
+    inner_ns = first.inner_name('ox')
+    second = None
+    try:
+        applied(first, variables('auto', [entry(inner_ns, 45, 'veth1', 'veth2')]))
+        first_record = harness.ownership_record(first.host)
+        assert os.path.exists(first_record)
+        first_inode = os.stat('/run/netns/' + first.host).st_ino
+        harness.delete_netns(first.host)  # without absent: the record of H1 stays behind
+        second = role_lab.RoleLab(tmp_path / 'two', tag='h')
+        assert harness.ownership_record(second.host) != first_record
+        print('inode of H1 %d, of H2 %d' % (first_inode, os.stat('/run/netns/' + second.host).st_ino))
+        run = applied(second, variables('auto', []))
+        assert inner_ns in harness.list_netns(), 'the namespace of the other host was deleted'
+        assert not os.path.exists(harness.ownership_record(second.host))
+        assert run.recap('target')['changed'] == 0, run.output
+    finally:
+        if os.path.exists(first_record):
+            os.unlink(first_record)
+        harness.delete_netns(inner_ns)
+        first.close()
+        if second is not None:
+            second.close()

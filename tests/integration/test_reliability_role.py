@@ -223,4 +223,3 @@ def test_a_stuck_xtables_lock_fails_the_run_after_a_bounded_wait_and_changes_no_
         assert again.rc == 0 and again.recap('target')['failed'] == 0, again.output
     finally:
         lab.close()
-

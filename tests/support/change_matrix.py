@@ -20,6 +20,7 @@ HOST_ETH1, OUTSIDE_ETH1 = '192.168.2.32', '192.168.2.15'
 WHOAMI_PORT = 7000
 TARGET_PORTS = (80, 81)
 
+
 def namespace(name, host_interface, net, published=8081, **extra):
     entry = {'name': name, 'host_interface': host_interface, 'host_address': '10.%d.0.1/24' % net,
              'inner_interface': 'eth0', 'inner_address': '10.%d.0.2/24' % net,

@@ -128,8 +128,6 @@ def routes(ns=None):
                   and 'ff00::/8' not in e)
 
 
-
-
 _FORWARDING_SCRIPT = ('import glob\n'
                       'paths = ["/proc/sys/net/ipv4/ip_forward"] + sorted(glob.glob("/proc/sys/net/ipv[46]/conf/*/forwarding"))\n'
                       'for path in paths:\n'

@@ -420,8 +420,7 @@ def test_an_added_line_is_inserted_at_its_place_in_both_backends():
     wanted_nft = m.nft_entries([first, second])
     keep, remove, add = m.in_desired_order(wanted_nft, kept_nft, [], [wanted_nft[0]],
                                            set(r.rule_ids()[0] for r in (first, second)))
-    [tx] = nft.plan_table(nft.NftTable(exists=True, policies={'postrouting': 'accept', 'prerouting': 'accept',
-                                                             'output': 'accept', 'forward': 'accept'}),
-                          keep, remove, add)
+    table = nft.NftTable(exists=True, policies={'postrouting': 'accept', 'prerouting': 'accept',
+                                                'output': 'accept', 'forward': 'accept'})
+    [tx] = nft.plan_table(table, keep, remove, add)
     assert tx.lines[0].startswith('insert rule inet linuxnet_netns postrouting position 7 '), tx.lines
-

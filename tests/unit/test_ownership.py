@@ -19,7 +19,7 @@ class FakeHost(object):
         self.links = dict(links or {})
         monkeypatch.setattr(ownership, 'namespace_exists', lambda name: name in self.namespaces)
         monkeypatch.setattr(ownership, 'namespace_key', lambda name: self.namespaces[name] if name else 'cookie:1')
-        monkeypatch.setattr(ownership, 'link_index', lambda name: self.links.get(name))
+        monkeypatch.setattr(ownership, 'link_index', self.links.get)
 
 
 def record(namespaces=None, pairs=None, routes=None, backends=('iptables',)):

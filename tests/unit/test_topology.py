@@ -121,6 +121,7 @@ def test_left_out_objects_are_described_as_what_a_real_run_would_add():
     route = {'namespace': 'new', 'dest': 'default', 'gateway': '10.1.0.1', 'state': 'present'}
     assert describe_pending('netns_route', route, {}) == '+ netns_route dest=default gateway=10.1.0.1 namespace=new'
 
+
 def test_list_items_in_pending_namespaces_are_left_out():
     params = {'pairs': [
         {'name': 'v1', 'peer': 'p1', 'peer_namespace': 'new1'},

@@ -198,3 +198,14 @@ class TestSameFamily:
         assert info.value.field == 'rules[0]'
         assert info.value.value == ['10.0.0.1', 'fd42::1']
         assert info.value.reason == 'mixes IPv4 and IPv6'
+
+
+@pytest.mark.parametrize('check, value', [
+    (validation.check_ifname, 'd0\n'), (validation.check_ifname, 'veth1\n'),
+    (validation.check_netns_name, 'x\n'), (validation.check_netns_name, 'myspace\n'),
+])
+def test_a_trailing_newline_never_passes_a_name_check(check, value):
+    """`$` in re.match lets one trailing newline through: a rule that never matches and cannot
+    be removed, an undeletable /run/netns/x\\n. The checks match the whole text."""
+    with pytest.raises(validation.ValidationError):
+        check('name', value)
