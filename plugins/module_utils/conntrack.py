@@ -261,12 +261,6 @@ def _nat_matches(status, nat):
     }[nat]
 
 
-def filter_entries(entries, **criteria):
-    """The entries that match every given criterion (see compile_filter)."""
-    matches = compile_filter(**criteria)
-    return [entry for entry in entries if matches(entry)]
-
-
 # --- kernel access --------------------------------------------------------------------
 
 def _load_ctnetlink():

@@ -382,11 +382,6 @@ def sorted_addresses(addresses):
     return sorted(addresses, key=address_sort_key)
 
 
-def format_addresses(addresses):
-    """``[10.0.0.1/24, fd42::1/64]``: the form diff lines use."""
-    return '[%s]' % ', '.join(str(a) for a in sorted_addresses(addresses))
-
-
 def address_changes(current, wanted, purge=False):
     """(to_remove, to_add) that turn the set ``current`` into what the user wants.
 
@@ -408,85 +403,17 @@ def address_changes(current, wanted, purge=False):
     return sorted_addresses(to_remove), sorted_addresses(to_add)
 
 
-def addresses_after(current, wanted, purge=False):
-    """The address set an interface has once ``address_changes`` is applied."""
-    to_remove, to_add = address_changes(current, wanted, purge)
-    return (set(current) - set(to_remove)) | set(to_add)
-
-
 # --- writing -----------------------------------------------------------------------
-
-def describe_netlink_error(exc):
-    code = getattr(exc, 'code', None)
-    if code:
-        return describe_errno(code)
-    return str(exc)
-
 
 def describe_errno(code):
     """``File exists (EEXIST)`` for a positive errno."""
     return '%s (%s)' % (os.strerror(code), errno.errorcode.get(code, code))
 
 
-def add_address(ipr, index, iface):
-    """Add ``iface`` to link ``index``; IPv6 without duplicate address detection so
-    the address is usable at once (a tentative address cannot be bound or routed)."""
-    kwargs = dict(index=index, address=str(iface.ip), prefixlen=iface.network.prefixlen)
-    if iface.version == 6:
-        kwargs['flags'] = IFA_F_NODAD
-    ipr.addr('add', **kwargs)
-
-
-def delete_address(ipr, index, iface):
-    ipr.addr('del', index=index, address=str(iface.ip), prefixlen=iface.network.prefixlen)
-
-
-def set_link(ipr, index, up=None, mtu=None):
-    """One RTM_NEWLINK request for MTU and/or administrative state."""
-    kwargs = {}
-    if mtu is not None:
-        kwargs['mtu'] = mtu
-    if up is not None:
-        kwargs['state'] = 'up' if up else 'down'
-    if kwargs:
-        ipr.link('set', index=index, **kwargs)
-
-
-def delete_link(ipr, index, missing_ok=True):
-    """Delete link ``index``; a link already gone (e.g. the peer of a deleted veth)
-    is fine when ``missing_ok``."""
-    try:
-        ipr.link('del', index=index)
-    except Exception as exc:  # pyroute2's NetlinkError, not imported here (see netns_session)
-        if missing_ok and getattr(exc, 'code', None) == errno.ENODEV:
-            return False
-        raise
-    return True
-
-
-def create_veth(ipr, name, peer, peer_ns_fd=None, mtu=None, up=None):
-    """Create a veth pair in ipr's namespace; with ``peer_ns_fd`` the peer is created
-    directly in that namespace (IFLA_NET_NS_FD), so it never appears here. ``up``
-    brings the local end up in the same request (the peer's flags in a creation
-    request are ignored by the kernel)."""
-    peer_spec = {'ifname': peer}
-    if peer_ns_fd is not None:
-        peer_spec['net_ns_fd'] = peer_ns_fd
-    if mtu is not None:
-        peer_spec['mtu'] = mtu
-    kwargs = dict(ifname=name, kind='veth', peer=peer_spec)
-    if mtu is not None:
-        kwargs['mtu'] = mtu
-    if up:
-        kwargs['state'] = 'up'
-    ipr.link('add', **kwargs)
-
-
-# Batched writes. The helpers above take a pyroute2 IPRoute and pay pyroute2's
-# message encoding and, on 0.9, an asyncio round per request (2-5 ms each on this
-# machine, 2.5 s for 500 veth pairs with addresses where the kernel needs 0.3 s).
-# These encoders build the same requests as ``ip`` does, byte for byte, for
-# RouteSocket.run_requests, which sends many at once and checks each ACK.
+# Batched writes. pyroute2's IPRoute pays its message encoding and, on 0.9, an asyncio
+# round per request (2-5 ms each on this machine, 2.5 s for 500 veth pairs with addresses
+# where the kernel needs 0.3 s). These encoders build the same requests as ``ip`` does,
+# byte for byte, for RouteSocket.run_requests, which sends many at once and checks each ACK.
 
 def _ifinfo(index=0, up=None):
     """struct ifinfomsg; ``up`` None leaves the administrative state alone."""

@@ -35,7 +35,6 @@ from ansible_collections.linuxnet.netns.plugins.module_utils.nat_model import (
     JUMP_TAG,
     Entry,
     family_name,
-    parse_tag,
 )
 
 OUR_CHAINS = dict((chain, (table, builtin)) for table, chain, builtin in IPTABLES_CHAINS.values())
@@ -444,7 +443,3 @@ def current_lines(view):
         for builtin, spec in found:
             lines.append(display(view, OUR_CHAINS[chain][0], builtin, spec))
     return lines
-
-
-def is_ours(entry):
-    return parse_tag(entry.tag) is not None

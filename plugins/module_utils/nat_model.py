@@ -119,9 +119,6 @@ class NatRule(object):
         families = [self.family] if self.family else [4, 6]
         return [rule_id(self, family) for family in families]
 
-    def describe(self):
-        return '%s%s' % (self.field, self.rule_ids()[0])
-
 
 def _port_text(ports):
     lo, hi = ports

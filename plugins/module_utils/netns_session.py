@@ -165,13 +165,6 @@ def iproute(name=None):
             ipr.close()
 
 
-def namespace_fd(name):
-    """An open fd of the namespace, for moving links into it (IFLA_NET_NS_FD)."""
-    if not namespace_exists(name):
-        raise NamespaceMissing(name)
-    return os.open(namespace_path(name), os.O_RDONLY)
-
-
 # --- creating and removing namespaces ------------------------------------------------
 
 _CLONE_NEWNET = 0x40000000

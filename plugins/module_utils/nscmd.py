@@ -53,12 +53,6 @@ def netns_argv(namespace, argv):
     return ['nsenter', '--net=%s' % namespace_path(namespace)] + list(argv)
 
 
-def operator_command(namespace, argv):
-    """How an operator would type ``argv`` for ``namespace`` (for reports, never executed)."""
-    prefix = 'ip netns exec %s ' % namespace if namespace else ''
-    return prefix + format_command(argv)
-
-
 class NetnsRunner(object):
     """Runs commands inside one namespace through an AnsibleModule.
 
@@ -102,9 +96,6 @@ class NetnsRunner(object):
                     return handle.read()
             except (IOError, OSError):
                 return ''
-
-    def describe(self, argv):
-        return operator_command(self.namespace, argv)
 
     def describe_text(self, command):
         """An already formatted command line, prefixed for the namespace."""

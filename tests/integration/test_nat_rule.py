@@ -550,7 +550,7 @@ def test_ipv6_masquerade_and_dnat(lab, backend):
 
 def test_nodeport_dnat_to_another_host_with_snat(lab, backend):
     """A (client) -> B (node, :30000) -> C (host) -> pod 172.26.0.3:8080
-    (shared/reference/nodeport-nat-conntrack.txt)."""
+    (the NodePort example of pshizhsysu's network notes, https://www.kancloud.cn/pshizhsysu/network)."""
     a, b, c, pod = lab.namespace('na'), lab.namespace('nb'), lab.namespace('nc'), lab.namespace('np')
     lab.veth(a, 'eth0', b, 'eth0')
     lab.veth(b, 'eth1', c, 'eth0')

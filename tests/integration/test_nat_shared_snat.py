@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Several inner namespaces behind one SNAT address made by nat_rule (both backends):
-shared/reference/snat-conntrack-notes.txt. Two namespaces ping the same outside host with
+"""Several inner namespaces behind one SNAT address made by nat_rule (both backends), as
+several guests share one SNAT address in the reference notes. Two namespaces ping the same outside host with
 the same ICMP id while both flows live in host1's conntrack table; both get every reply, and
 the two entries are told apart only by the translated id."""
 

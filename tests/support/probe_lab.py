@@ -7,7 +7,8 @@ import contextlib
 
 from tests.support import harness
 
-# The article's addresses (shared/reference/netns-nat-article.txt), inside namespaces only.
+# The reference article's addresses (Sammy Liu, http://www.cnblogs.com/sammyliu/), inside
+# namespaces only.
 MYSPACE = '192.168.45.3'
 HOST1_INNER = '192.168.45.2'
 HOST1 = '192.168.1.32'

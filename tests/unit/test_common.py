@@ -320,10 +320,6 @@ class TestNetnsSession:
         assert entered_fds == []
         assert sorted(os.listdir(str(run_dir))) == ['stale']
 
-    def test_namespace_fd_of_a_missing_namespace(self, run_dir):
-        with pytest.raises(NamespaceMissing):
-            netns_session.namespace_fd('ghost')
-
     def test_no_pids_in_a_missing_namespace(self, run_dir):
         assert netns_session.pids_in_namespace('ghost') == []
 

@@ -349,10 +349,6 @@ class TestNscmd:
         assert nscmd.netns_argv('h1', ['nft', '-f', '-']) == ['nsenter', '--net=/run/netns/h1', 'nft', '-f', '-']
         assert nscmd.netns_argv(None, ['nft']) == ['nft']
 
-    def test_operator_form(self):
-        assert nscmd.operator_command('h1', ['nft', 'list ruleset']) == "ip netns exec h1 nft 'list ruleset'"
-        assert nscmd.operator_command(None, ['iptables-save']) == 'iptables-save'
-
 
 class TestForwardPrecedence:
     """Our FORWARD jump comes after Docker's DOCKER-USER jump and right after the admin chain."""
