@@ -186,12 +186,14 @@ def nft_objects(runner, kind):
     return sorted(found)
 
 
-def restore_firewall(runner, before):
+def restore_firewall(runner, before, check_mode=False):
     """Put the FORWARD policies back and delete the iptables-nft tables and our nft table that
-    did not exist before and hold no rule now; returns the commands it ran."""
+    did not exist before and hold no rule now; returns the commands it ran. In check mode only
+    the policies that would be put back are listed (our rules are still in the tables then, so
+    which tables would end up empty cannot be told)."""
     commands = []
     if before is None:
-        return drop_table_if_empty(runner, *OUR_NFT_TABLE)
+        return [] if check_mode else drop_table_if_empty(runner, *OUR_NFT_TABLE)
     for family, tool in (('4', 'iptables'), ('6', 'ip6tables')):
         wanted = before['policies'].get(family)
         if wanted is None or runner.which(tool) is None:
@@ -200,9 +202,10 @@ def restore_firewall(runner, before):
         now = [line.split()[1] for line in save.splitlines() if line.startswith(':FORWARD ')]
         if now and now[0] != wanted:
             argv = [tool, '-w', str(XTABLES_WAIT), '-P', 'FORWARD', wanted]
-            runner.run(argv)
+            if not check_mode:
+                runner.run(argv)
             commands.append(argv)
-    if runner.which('nft') is None:
+    if check_mode or runner.which('nft') is None:
         return commands
     existed = set(before['tables'])
     for family, name in IPTABLES_NFT_TABLES + (OUR_NFT_TABLE,):

@@ -289,8 +289,9 @@ class Topology(object):
         if owner.address_removals:
             commands.extend(ownership.remove_addresses(self.runner, owner.address_removals, self.module.check_mode))
         if owner.last_gone:
+            commands.extend(ownership.restore_firewall(NetnsRunner(self.module), owner.record['firewall_before'],
+                                                       check_mode=self.module.check_mode))
             if not self.module.check_mode:
-                commands.extend(ownership.restore_firewall(NetnsRunner(self.module), owner.record['firewall_before']))
                 ownership.remove_record(owner.path)
             record = None
         else:

@@ -281,8 +281,10 @@ def test_diff_mode_returns_the_parts_diffs_in_order(topo):
     assert veth_diff['after'] == ''.join(
         'vh%d@%s <-> eth0@%s mtu=1500 up addresses=[10.61.%d.1/24] peer_addresses=[10.61.%d.2/24]\n'
         % (i + 1, topo.host, name, i + 1, i + 1) for i, name in enumerate(topo.inner))
-    assert route_diff['before'] == '' and route_diff['after'] == ''.join(
-        '%s: default via 10.61.%d.1 dev eth0 proto static metric 0\n' % (name, i + 1)
+    # one line per namespace, in the order of the namespace names (not of their creation:
+    # a name made after ...ti99 is ...ti100, which sorts first)
+    assert route_diff['before'] == '' and route_diff['after'].splitlines() == sorted(
+        '%s: default via 10.61.%d.1 dev eth0 proto static metric 0' % (name, i + 1)
         for i, name in enumerate(topo.inner))
     assert sysctl_diff['before'] == '%s: net.ipv4.ip_forward = 0\n' % topo.host
     assert sysctl_diff['after'] == '%s: net.ipv4.ip_forward = 1\n' % topo.host

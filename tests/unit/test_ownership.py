@@ -284,3 +284,12 @@ def test_a_snat_address_must_be_one_of_the_hosts(monkeypatch):
     snat[0]['to_source'] = '192.168.1.32'
     conv, given = host_checked(monkeypatch, {'eth0': {'192.168.1.32/24'}}, snat)
     conv.converge(given)
+
+
+def test_check_mode_lists_the_policies_it_would_put_back_and_runs_nothing():
+    runner = FakeRunner({'iptables-save -t filter': (0, '*filter\n:FORWARD DROP [0:0]\nCOMMIT\n', ''),
+                         'ip6tables-save -t filter': (0, '*filter\n:FORWARD ACCEPT [0:0]\nCOMMIT\n', '')})
+    before = {'tables': [], 'chains': [], 'policies': {'4': 'ACCEPT', '6': 'ACCEPT'}}
+    assert ownership.restore_firewall(runner, before, check_mode=True) == [
+        ['iptables', '-w', '10', '-P', 'FORWARD', 'ACCEPT']]
+    assert all(argv[0].endswith('-save') for argv in runner.ran)  # only reads
