@@ -86,6 +86,12 @@ def test_built_artifact_runs_site_yml_on_a_lab(tmp_path):
         # the role came from the installed artifact, not from the repository
         assert str(installed / 'roles' / 'netns_nat' / 'tasks') in output, output
         assert REPO_ROOT + '/roles' not in output
+        # the diagram of what host1 holds (netns_info and the netns_mermaid filter)
+        with open('/run/linuxnet-netns/site-demo-%shost1/topology.mmd' % prefix) as handle:
+            diagram = handle.read()
+        assert diagram.startswith('flowchart LR\n'), diagram
+        assert '  n_host_veth1 ---|veth| n_%s_veth2' % inner in diagram, diagram
+        assert '"DNAT tcp 8080 to 192.168.45.3:80"' in diagram and '"MASQUERADE 192.168.45.0/24 out of eth0"' in diagram
 
         code, output = _run(playbook + ['site.yml'], installed, env)
         assert code == 0, output
