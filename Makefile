@@ -1,5 +1,6 @@
 # linuxnet.netns: every set-up step the README promises lives here.
-#   make lab        build the embedded lab and run site.yml on it (installs what it needs)
+#   make lab        build the embedded lab and run site.yml on it (installs what it needs;
+#                   SCENARIO=shared-snat for three guests behind one SNAT address)
 #   make lab-down   remove the lab
 #   make test       install what is needed, then run the whole suite (CI runs exactly this)
 #   make bench      the benchmarks of bench/README.md
@@ -23,7 +24,7 @@ export LC_ALL := C.UTF-8
         connection molecule lint build-test test lab lab-down bench clean
 
 help:
-	@sed -n '2,6p' Makefile
+	@sed -n '2,7p' Makefile
 
 apt:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
@@ -89,9 +90,15 @@ test: deps
 	bash tests/lint/run.sh
 	bash tests/molecule/run.sh
 
+# SCENARIO=article (the default) or another file of lab/scenarios/ (shared-snat).
+SCENARIO ?= article
+SCENARIO_VARS := $(if $(filter-out article,$(SCENARIO)),-e @lab/scenarios/$(SCENARIO).yml)
+
 lab: deps
-	ansible-playbook -i inventory/lab.yml lab/up.yml
-	ansible-playbook -i inventory/lab.yml site.yml
+	@[ "$(SCENARIO)" = article ] || [ -f lab/scenarios/$(SCENARIO).yml ] || \
+	  { echo "no lab scenario $(SCENARIO): see lab/scenarios/"; exit 2; }
+	ansible-playbook -i inventory/lab.yml $(SCENARIO_VARS) lab/up.yml
+	ansible-playbook -i inventory/lab.yml $(SCENARIO_VARS) site.yml
 	@echo "The lab is up (README: The main job). Run 'make lab' again: changed=0. 'make lab-down' removes it."
 
 lab-down: deps

@@ -514,9 +514,11 @@ def test_the_record_of_a_deleted_host_is_never_applied_to_a_later_one(tmp_path):
     first = role_lab.RoleLab(tmp_path / 'one', tag='h')
     inner_ns = first.inner_name('ox')
     second = None
+    first_record = first_forwarding = None
     try:
         applied(first, variables('auto', [entry(inner_ns, 45, 'veth1', 'veth2')]))
         first_record = harness.ownership_record(first.host)
+        first_forwarding = harness.forwarding_record(first.host)
         assert os.path.exists(first_record)
         first_inode = os.stat('/run/netns/' + first.host).st_ino
         harness.delete_netns(first.host)  # without absent: the record of H1 stays behind
@@ -528,8 +530,9 @@ def test_the_record_of_a_deleted_host_is_never_applied_to_a_later_one(tmp_path):
         assert not os.path.exists(harness.ownership_record(second.host))
         assert run.recap('target')['changed'] == 0, run.output
     finally:
-        if os.path.exists(first_record):
-            os.unlink(first_record)
+        for path in (first_record, first_forwarding):
+            if path and os.path.exists(path):
+                os.unlink(path)
         harness.delete_netns(inner_ns)
         first.close()
         if second is not None:
