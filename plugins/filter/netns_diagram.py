@@ -43,8 +43,8 @@ def netns_mermaid(namespaces, host='host', applied=None):
                 pair = frozenset([(name, link['name']), (peer['namespace'], peer['name'])])
                 if pair not in drawn:
                     drawn.add(pair)
-                    edges.append('  %s ---|veth| %s' % (_node_id(name, link['name']),
-                                                         _node_id(peer['namespace'], peer['name'])))
+                    ends = (_node_id(name, link['name']), _node_id(peer['namespace'], peer['name']))
+                    edges.append('  %s ---|veth| %s' % ends)
         lines.append('  end')
     lines.extend(edges)
     lines.extend(_nat_edges(applied or {}))
@@ -57,8 +57,8 @@ def _nat_edges(applied):
         inner = _node_id(ns['name'], ns['inner_interface'])
         egress = _node_id(None, ns['egress_interface'])
         if ns.get('source_nat') == 'masquerade':
-            edges.append('  %s -. "MASQUERADE %s out of %s" .-> %s' % (inner, ns['subnet'], ns['egress_interface'],
-                                                                      egress))
+            label = 'MASQUERADE %s out of %s' % (ns['subnet'], ns['egress_interface'])
+            edges.append('  %s -. "%s" .-> %s' % (inner, label, egress))
         elif ns.get('source_nat') == 'snat':
             edges.append('  %s -. "SNAT %s to %s" .-> %s' % (inner, ns['subnet'], ns['snat_address'], egress))
         for forward in ns.get('port_forwards', []):
