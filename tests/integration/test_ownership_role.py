@@ -23,12 +23,12 @@ unique name and removed by lab.close(). Traffic goes from lab.outside to a port 
 on lab.host, answered by a listener inside the inner namespace."""
 import os
 import subprocess
-import sys
 
 import pytest
 
 from tests.support import harness
 from tests.support import role_lab
+from tests.support import traffic
 
 pytestmark = pytest.mark.controller_only
 
@@ -38,32 +38,9 @@ LINK_REFUSED = 'interface %s already exists on the host and was not created by l
 BACKENDS = ('iptables', 'nftables')
 TOPOLOGY_TASK = 'Build the topology (article steps 1-9, section 2.3)'
 
-# Answers each connection with "inner <peer address>" on the ports given.
-LISTENER = r'''
-import selectors, socket, sys
-sel = selectors.DefaultSelector()
-for port in map(int, sys.argv[1:]):
-    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind(("0.0.0.0", port)); s.listen(8); sel.register(s, selectors.EVENT_READ)
-print("ready", flush=True)
-while True:
-    for key, dummy in sel.select():
-        conn, peer = key.fileobj.accept()
-        conn.sendall(("inner %s\n" % peer[0]).encode()); conn.close()
-'''
-
-CLIENT = r'''
-import socket, sys
-try:
-    conn = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=float(sys.argv[3]))
-    conn.settimeout(float(sys.argv[3]))
-    print(conn.recv(100).decode().strip())
-except OSError as exc:
-    print("unreachable: %s" % exc); sys.exit(1)
-'''
-
 
 # --- helpers (local to this file) ---------------------------------------------------------------
+
 
 def entry(name, index, host_if, inner_if, published=None, adopt=False):
     """A namespace entry on 10.<index>.0.0/24 (host .1, inner .2); ``published``: a TCP port
@@ -161,29 +138,21 @@ def assert_only_in(lab, backend):
 
 def connect(lab, address, port, timeout=1.5):
     """What lab.outside gets when it connects to address:port ("inner <peer>" or "unreachable: ...")."""
-    proc = subprocess.run(['ip', 'netns', 'exec', lab.outside, sys.executable, '-c', CLIENT, address, str(port),
-                           str(timeout)], capture_output=True, text=True, env=harness.ENV, timeout=30, check=False)
-    return proc.stdout.strip()
+    return traffic.connect(lab.outside, address, port, timeout)
 
 
 class listening(object):
-    """A listener on port 80 inside namespace ``ns`` for the duration of a with block."""
+    """A listener on port 80 inside namespace ``ns`` (answering "inner <peer>") for a with block."""
 
     def __init__(self, ns, port=80):
-        self.argv = ['ip', 'netns', 'exec', ns, sys.executable, '-c', LISTENER, str(port)]
-        self.proc = None
+        self.ns, self.port, self.proc = ns, port, None
 
     def __enter__(self):
-        self.proc = subprocess.Popen(self.argv, stdout=subprocess.PIPE, text=True, env=harness.ENV)
-        if self.proc.stdout.readline().strip() != 'ready':
-            self.__exit__()
-            raise AssertionError('the listener did not start: %s' % ' '.join(self.argv))
+        self.proc = traffic.start_listener(self.ns, 'inner', [self.port])
         return self.proc
 
     def __exit__(self, *exc):
-        self.proc.kill()
-        self.proc.wait()
-        self.proc.stdout.close()
+        traffic.stop(self.proc)
         return False
 
 

@@ -21,43 +21,18 @@ reach every port of myspace if forwarding let it.
 The tests run in file order on one lab, each from the state the previous one left; a
 test that finds another state first brings the lab to the one it needs."""
 import os
-import subprocess
-import sys
 import time
 
 import pytest
 
 from tests.support import harness
 from tests.support import role_lab
+from tests.support import traffic
 
 pytestmark = pytest.mark.controller_only
 
 MYSPACE, HOST, OUTSIDE = '192.168.45.3', role_lab.RoleLab.HOST_ADDRESS, role_lab.RoleLab.OUTSIDE_ADDRESS
 PUBLISHED, TARGET, UNPUBLISHED = 8080, 80, 2222
-
-# Accepts on both ports and answers each connection with "myspace <peer address>".
-LISTENER = r'''
-import selectors, socket, sys
-sel = selectors.DefaultSelector()
-for port in map(int, sys.argv[1:]):
-    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind(("0.0.0.0", port)); s.listen(8); sel.register(s, selectors.EVENT_READ)
-print("ready", flush=True)
-while True:
-    for key, dummy in sel.select():
-        conn, peer = key.fileobj.accept()
-        conn.sendall(("myspace %s\n" % peer[0]).encode()); conn.close()
-'''
-
-CLIENT = r'''
-import socket, sys
-try:
-    conn = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=float(sys.argv[3]))
-    conn.settimeout(float(sys.argv[3]))
-    print(conn.recv(100).decode().strip())
-except OSError as exc:
-    print("unreachable: %s" % exc); sys.exit(1)
-'''
 
 
 class SecurityLab(role_lab.RoleLab):
@@ -97,16 +72,10 @@ class SecurityLab(role_lab.RoleLab):
 
     def connect(self, address, port, timeout=1.5):
         """What outside gets when it connects to address:port ("myspace <peer>" or "unreachable")."""
-        proc = subprocess.run(['ip', 'netns', 'exec', self.outside, sys.executable, '-c', CLIENT, address, str(port),
-                               str(timeout)], capture_output=True, text=True, env=harness.ENV, timeout=30,
-                              check=False)
-        return proc.stdout.strip()
+        return traffic.connect(self.outside, address, port, timeout)
 
     def listening(self):
-        proc = subprocess.Popen(['ip', 'netns', 'exec', self.myspace, sys.executable, '-c', LISTENER, str(TARGET),
-                                 str(UNPUBLISHED)], stdout=subprocess.PIPE, text=True, env=harness.ENV)
-        assert proc.stdout.readline().strip() == 'ready'
-        return proc
+        return traffic.start_listener(self.myspace, 'myspace', [TARGET, UNPUBLISHED])
 
 
 @pytest.fixture(scope='module')
