@@ -33,7 +33,8 @@ import os
 import socket
 import tempfile
 
-from ansible_collections.linuxnet.netns.plugins.module_utils.netns_session import namespace_exists, namespace_key
+from ansible_collections.linuxnet.netns.plugins.module_utils.links import read_namespace_state
+from ansible_collections.linuxnet.netns.plugins.module_utils.netns_session import entered, namespace_exists, namespace_key
 from ansible_collections.linuxnet.netns.plugins.module_utils.nscmd import XTABLES_WAIT
 
 RECORD_FORMAT = 1
@@ -112,29 +113,12 @@ def current_namespace_key(name):
     return namespace_key(name)
 
 
-def address_reader(runner_for):
-    """A read_addresses for Convergence: ``runner_for(namespace)`` gives a NetnsRunner."""
-    def read(namespace, ifname):
-        rc, out = runner_for(namespace).run(['ip', '-j', 'addr', 'show', 'dev', ifname], check=False)[:2]
-        try:
-            links = json.loads(out) if rc == 0 else []
-        except ValueError:
-            links = []
-        return set('%s/%s' % (info['local'], info['prefixlen']) for link in links
-                   for info in link.get('addr_info', []) if info.get('scope') != 'link')
-    return read
-
-
-def all_addresses(runner):
-    """{ifname: set of 'address/prefix'} of every link in the runner's namespace (global and
-    site scope: link-local addresses say nothing about the networks the host is on)."""
-    rc, out = runner.run(['ip', '-j', 'addr', 'show'], check=False)[:2]
-    try:
-        links = json.loads(out) if rc == 0 else []
-    except ValueError:
-        links = []
-    return dict((link['ifname'], set('%s/%s' % (info['local'], info['prefixlen']) for info in link.get('addr_info', [])
-                                     if info.get('scope') != 'link')) for link in links if 'ifname' in link)
+def namespace_addresses(namespace):
+    """{ifname: set of 'address/prefix'} of every link of ``namespace`` (None: this one), read
+    in-process through netlink; IPv6 link-local addresses are the kernel's and left out."""
+    with entered(namespace):
+        state = read_namespace_state()
+    return dict((name, set(str(address) for address in state.addresses_of(name))) for name in state.links)
 
 
 def remove_addresses(runner_for, removals, check_mode=False):
@@ -159,14 +143,22 @@ def read_firewall(runner):
         # iptables-nft adds base chains to a table that exists (nat OUTPUT, say) as it needs them
         state['chains'] = ['%s %s %s' % entry for entry in nft_objects(runner, 'chains')
                            if (entry[0], entry[1]) in IPTABLES_NFT_TABLES]
+    state['policies'] = forward_policies(runner)
+    return state
+
+
+def forward_policies(runner):
+    """{'4': policy, '6': policy} of the iptables FORWARD chains (a family without the tool
+    is left out)."""
+    policies = {}
     for family, tool in (('4', 'iptables-save'), ('6', 'ip6tables-save')):
         if runner.which(tool) is None:
             continue
         rc, out = runner.run([tool, '-t', 'filter'], check=False)[:2]
         for line in out.splitlines() if rc == 0 else []:
             if line.startswith(':FORWARD '):
-                state['policies'][family] = line.split()[1]
-    return state
+                policies[family] = line.split()[1]
+    return policies
 
 
 def nft_objects(runner, kind):
@@ -194,13 +186,10 @@ def restore_firewall(runner, before, check_mode=False):
     commands = []
     if before is None:
         return [] if check_mode else drop_table_if_empty(runner, *OUR_NFT_TABLE)
+    now = forward_policies(runner)
     for family, tool in (('4', 'iptables'), ('6', 'ip6tables')):
         wanted = before['policies'].get(family)
-        if wanted is None or runner.which(tool) is None:
-            continue
-        save = runner.run([tool + '-save', '-t', 'filter'], check=False)[1]
-        now = [line.split()[1] for line in save.splitlines() if line.startswith(':FORWARD ')]
-        if now and now[0] != wanted:
+        if wanted is not None and now.get(family, wanted) != wanted:
             argv = [tool, '-w', str(XTABLES_WAIT), '-P', 'FORWARD', wanted]
             if not check_mode:
                 runner.run(argv)

@@ -230,11 +230,10 @@ class Topology(object):
             record = ownership.read_record(path)
         except ValueError as exc:
             self.module.fail_json(msg='ownership: %s; nothing was changed' % exc)
-        read_addresses = ownership.address_reader(self.runner)
-        self.owner = ownership.Convergence(record, self.state, options.get('adopt'), path,
-                                           read_addresses=read_addresses,
-                                           host_addresses=lambda: ownership.all_addresses(self.runner(None)),
-                                           check_mode=self.module.check_mode)
+        self.owner = ownership.Convergence(
+            record, self.state, options.get('adopt'), path, check_mode=self.module.check_mode,
+            read_addresses=lambda namespace, ifname: ownership.namespace_addresses(namespace).get(ifname, set()),
+            host_addresses=lambda: ownership.namespace_addresses(None))
 
     def runner(self, namespace=None):
         return NetnsRunner(self.module, namespace)

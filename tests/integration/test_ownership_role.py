@@ -163,36 +163,6 @@ def without(snapshot, names):
     return result
 
 
-def differences(after, before):
-    """Readable differences between two snapshots: (namespace, part, before, after)."""
-    found = []
-    for name in sorted(set(after) | set(before)):
-        old, new = before.get(name), after.get(name)
-        if old == new:
-            continue
-        if not isinstance(old, dict) or not isinstance(new, dict):
-            found.append((name, None, old, new))
-            continue
-        for part in sorted(set(old) | set(new)):
-            if old.get(part) != new.get(part):
-                if isinstance(old.get(part), dict) and isinstance(new.get(part), dict):
-                    for key in sorted(set(old[part]) | set(new[part])):
-                        if old[part].get(key) != new[part].get(key):
-                            found.append((name, '%s/%s' % (part, key), old[part].get(key), new[part].get(key)))
-                elif isinstance(old.get(part), list) and isinstance(new.get(part), list):
-                    found.append((name, part, sorted(set(old[part]) - set(new[part])),
-                                  sorted(set(new[part]) - set(old[part]))))
-                else:
-                    found.append((name, part, old.get(part), new.get(part)))
-    return found
-
-
-def assert_same(after, before):
-    """after == before, or the failure lists what differs (before -> after)."""
-    assert after == before, '\n'.join('%s %s:\n  before: %r\n  after:  %r' % item
-                                      for item in differences(after, before))
-
-
 @pytest.fixture
 def lab(tmp_path):
     built = role_lab.RoleLab(tmp_path, tag='o')
@@ -215,13 +185,13 @@ def test_foreign_namespace_and_foreign_host_link_are_refused_before_any_change(l
 
     refused(lab, variables('auto', [entry(new, 31, 'veth1', 'veth2', published=8080),
                                     entry(foreign, 32, 'veth3', 'veth4')]), [foreign])
-    assert_same(lab.snapshot(), pristine)
+    role_lab.assert_same(lab.snapshot(), pristine)
     assert new not in harness.list_netns()
     assert not os.path.exists(harness.ownership_record(lab.host))
 
     refused(lab, variables('auto', [entry(new, 31, 'veth5', 'veth2', published=8080)]), ['veth5'],
             phrase=LINK_REFUSED % 'veth5')
-    assert_same(lab.snapshot(), pristine)
+    role_lab.assert_same(lab.snapshot(), pristine)
     assert not os.path.exists(harness.ownership_record(lab.host))
 
 
@@ -267,8 +237,8 @@ def test_adopted_namespace_is_managed_and_never_deleted(lab, backend):
     assert run.recap('target')['changed'] > 0
     after = lab.snapshot()
     assert adopted in after['_netns']
-    assert_same({adopted: after[adopted]}, {adopted: pristine[adopted]})  # keep0/keep1 as they were, no veth2, no route
-    assert_same({owned: after[owned]}, {owned: with_b[owned]})
+    role_lab.assert_same({adopted: after[adopted]}, {adopted: pristine[adopted]})  # keep0/keep1 as they were, no veth2, no route
+    role_lab.assert_same({owned: after[owned]}, {owned: with_b[owned]})
     assert not mentions(rules_text(lab.host), '10.41.0.'), rules_text(lab.host)
     assert mentions(rules_text(lab.host), '10.42.0.')
     assert harness.sysctls(lab.host)['net/ipv4/ip_forward'] == '1'
@@ -280,8 +250,8 @@ def test_adopted_namespace_is_managed_and_never_deleted(lab, backend):
     assert run.recap('target')['changed'] > 0
     assert adopted in harness.list_netns() and owned not in harness.list_netns()
     after = lab.snapshot()
-    assert_same({adopted: after[adopted]}, {adopted: pristine[adopted]})
-    assert_same(after, pristine)
+    role_lab.assert_same({adopted: after[adopted]}, {adopted: pristine[adopted]})
+    role_lab.assert_same(after, pristine)
     assert not os.path.exists(harness.ownership_record(lab.host))
 
 
@@ -299,7 +269,7 @@ def test_foreign_host_link_is_accepted_when_its_namespace_is_adopted(lab):
 
     item = entry(adopted, 43, 'veth1', 'veth2', published=8080)
     refused(lab, variables('auto', [item]), [adopted])
-    assert_same(lab.snapshot(), pristine)
+    role_lab.assert_same(lab.snapshot(), pristine)
 
     wanted = variables('auto', [dict(item, adopt=True)])
     applied(lab, wanted)
@@ -317,7 +287,7 @@ def test_foreign_host_link_is_accepted_when_its_namespace_is_adopted(lab):
     # Last, the whole claim of absent ("puts the host back as it was"): the addresses the
     # role gave the administrator's pair (10.43.0.1/24 on veth1, 10.43.0.2/24 on veth2, with
     # their connected routes) are the role's and go too; the pair itself stays.
-    assert_same(lab.snapshot(), pristine)
+    role_lab.assert_same(lab.snapshot(), pristine)
 
 
 # --- leaving the list, restoring the host -----------------------------------------------------------
@@ -346,11 +316,11 @@ def test_leaving_the_list_removes_exactly_that_namespace_and_empty_list_restores
     assert c not in harness.list_netns() and 'veth5' not in harness.links(lab.host)
     assert not mentions(rules_text(lab.host), '10.53.0.'), rules_text(lab.host)
     assert harness.sysctls(lab.host)['net/ipv4/ip_forward'] == '1'
-    assert_same(lab.snapshot(), reference)
+    role_lab.assert_same(lab.snapshot(), reference)
 
     applied(lab, variables(backend, [], **extra))
     assert b not in harness.list_netns()
-    assert_same(lab.snapshot(), pristine)
+    role_lab.assert_same(lab.snapshot(), pristine)
     assert not os.path.exists(harness.ownership_record(lab.host))
 
 
@@ -382,7 +352,7 @@ def test_absent_restores_forwarding_values_and_a_drop_policy_found_before(lab, b
     assert after[lab.host]['sysctls']['net/ipv4/ip_forward'] == '0'
     assert after[lab.host]['sysctls']['net/ipv4/conf/eth0/forwarding'] == '1'
     assert forward_policy_lines(lab.host)[0] == [':FORWARD DROP']
-    assert_same(after, pristine)
+    role_lab.assert_same(after, pristine)
     assert not os.path.exists(harness.ownership_record(lab.host))
 
 
@@ -411,7 +381,7 @@ def test_backend_switch_moves_the_rules_and_absent_restores(lab, first, second):
     assert_only_in(lab, second)
 
     applied(lab, variables(second, namespaces), state='absent')
-    assert_same(lab.snapshot(), pristine)
+    role_lab.assert_same(lab.snapshot(), pristine)
     assert not os.path.exists(harness.ownership_record(lab.host))
 
 
@@ -436,19 +406,19 @@ def test_namespace_recreated_by_hand_is_neither_deleted_nor_taken_over(lab):
 
     run = applied(lab, variables('auto', keep_k))
     assert x in harness.list_netns(), run.output
-    assert_same({x: lab.snapshot()[x]}, {x: foreign_state})
+    role_lab.assert_same({x: lab.snapshot()[x]}, {x: foreign_state})
     assert not mentions(rules_text(lab.host), '10.71.0.'), rules_text(lab.host)
     assert mentions(rules_text(lab.host), '10.72.0.')
 
     before = lab.snapshot()
     refused(lab, variables('auto', with_x), [x])
-    assert_same(lab.snapshot(), before)
+    role_lab.assert_same(lab.snapshot(), before)
 
     applied(lab, variables('auto', keep_k), state='absent')
     after = lab.snapshot()
     assert x in harness.list_netns() and k not in harness.list_netns()
-    assert_same({x: after[x]}, {x: foreign_state})
-    assert_same(without(after, [x]), without(pristine, [x]))
+    role_lab.assert_same({x: after[x]}, {x: foreign_state})
+    role_lab.assert_same(without(after, [x]), without(pristine, [x]))
     assert not os.path.exists(harness.ownership_record(lab.host))
 
 
@@ -469,7 +439,7 @@ def test_a_veth_end_renamed_by_hand_is_recreated_not_refused(lab):
     run = applied(lab, wanted)
     assert run.recap('target')['changed'] == 1
     assert 'renamed0' not in harness.links(lab.host)
-    assert_same(role_lab.normalized(lab.snapshot()), built)
+    role_lab.assert_same(role_lab.normalized(lab.snapshot()), built)
     assert applied(lab, wanted).recap('target')['changed'] == 0
     applied(lab, wanted, state='absent')
 

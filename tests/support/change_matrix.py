@@ -124,29 +124,13 @@ def run_edit(lab, edit):
         run = lab.apply(v2)
         assert run.recap('target')['changed'] > 0, run.output
         edited = role_lab.normalized(lab.snapshot())
-        assert edited == fresh, differences(fresh, edited)
+        role_lab.assert_same(edited, fresh)
         again = lab.apply(v2)
         assert again.recap('target')['changed'] == 0, again.output
         check_traffic(lab, v1, v2)
     finally:
         lab.apply(v2, state='absent')
-    assert lab.snapshot() == lab.pristine, differences(lab.pristine, lab.snapshot())
-
-
-def differences(expected, seen):
-    """The parts of two snapshots that differ, for the assertion message."""
-    lines = []
-    for ns in sorted(set(expected) | set(seen)):
-        a, b = expected.get(ns), seen.get(ns)
-        if a == b:
-            continue
-        if not isinstance(a, dict) or not isinstance(b, dict):
-            lines.append('%s: %r != %r' % (ns, a, b))
-            continue
-        for key in sorted(set(a) | set(b)):
-            if a.get(key) != b.get(key):
-                lines.append('%s %s:\n  expected %r\n  seen     %r' % (ns, key, a.get(key), b.get(key)))
-    return '\n'.join(lines)
+    role_lab.assert_same(lab.snapshot(), lab.pristine)
 
 
 # --- the edits (v1 -> v2) ------------------------------------------------------------------

@@ -196,6 +196,36 @@ def normalized(snapshot):
     return result
 
 
+def differences(after, before):
+    """Readable differences between two snapshots: (namespace, part, before, after)."""
+    found = []
+    for name in sorted(set(after) | set(before)):
+        old, new = before.get(name), after.get(name)
+        if old == new:
+            continue
+        if not isinstance(old, dict) or not isinstance(new, dict):
+            found.append((name, None, old, new))
+            continue
+        for part in sorted(set(old) | set(new)):
+            if old.get(part) != new.get(part):
+                if isinstance(old.get(part), dict) and isinstance(new.get(part), dict):
+                    for key in sorted(set(old[part]) | set(new[part])):
+                        if old[part].get(key) != new[part].get(key):
+                            found.append((name, '%s/%s' % (part, key), old[part].get(key), new[part].get(key)))
+                elif isinstance(old.get(part), list) and isinstance(new.get(part), list):
+                    found.append((name, part, sorted(set(old[part]) - set(new[part])),
+                                  sorted(set(new[part]) - set(old[part]))))
+                else:
+                    found.append((name, part, old.get(part), new.get(part)))
+    return found
+
+
+def assert_same(after, before):
+    """after == before (two snapshots), or the failure lists what differs (before -> after)."""
+    assert after == before, '\n'.join('%s %s:\n  before: %r\n  after:  %r' % item
+                                      for item in differences(after, before))
+
+
 class RoleLab(object):
     """host (the role's target, reached through the connection plugin) with an egress
     eth0 wired to outside's eth0 (the article's host1 and host2, 192.168.1.0/24),
