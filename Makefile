@@ -1,7 +1,7 @@
 # linuxnet.netns: every set-up step the README promises lives here.
 #   make lab        build the embedded lab and run site.yml on it (installs what it needs;
-#                   SCENARIO=shared-snat for three guests behind one SNAT address)
-#   make lab-down   remove the lab
+#                   SCENARIO=shared-snat: three guests behind one SNAT address; SCENARIO=nodeport)
+#   make lab-down   remove the lab (whichever scenario built it)
 #   make test       install what is needed, then run the whole suite (CI runs exactly this)
 #   make bench      the benchmarks of bench/README.md
 SHELL := /bin/bash
@@ -90,19 +90,23 @@ test: deps
 	bash tests/lint/run.sh
 	bash tests/molecule/run.sh
 
-# SCENARIO=article (the default) or another file of lab/scenarios/ (shared-snat).
+# SCENARIO=article (the default), a file of lab/scenarios/ (shared-snat: variables for the
+# article's lab) or a lab of its own, inventory/lab-SCENARIO.yml (nodeport).
 SCENARIO ?= article
-SCENARIO_VARS := $(if $(filter-out article,$(SCENARIO)),-e @lab/scenarios/$(SCENARIO).yml)
+LAB_INVENTORY := $(if $(wildcard inventory/lab-$(SCENARIO).yml),inventory/lab-$(SCENARIO).yml,inventory/lab.yml)
+SCENARIO_VARS := $(if $(wildcard lab/scenarios/$(SCENARIO).yml),-e @lab/scenarios/$(SCENARIO).yml)
+# make lab-down reads every lab inventory, so it removes whichever scenario is up (no SCENARIO needed).
+LAB_INVENTORIES := inventory/lab.yml $(wildcard inventory/lab-*.yml)
 
 lab: deps
-	@[ "$(SCENARIO)" = article ] || [ -f lab/scenarios/$(SCENARIO).yml ] || \
-	  { echo "no lab scenario $(SCENARIO): see lab/scenarios/"; exit 2; }
-	ansible-playbook -i inventory/lab.yml $(SCENARIO_VARS) lab/up.yml
-	ansible-playbook -i inventory/lab.yml $(SCENARIO_VARS) site.yml
+	@[ "$(SCENARIO)" = article ] || [ -f lab/scenarios/$(SCENARIO).yml ] || [ -f inventory/lab-$(SCENARIO).yml ] || \
+	  { echo "no lab scenario $(SCENARIO): see lab/scenarios/ and inventory/lab-*.yml"; exit 2; }
+	ansible-playbook -i $(LAB_INVENTORY) $(SCENARIO_VARS) lab/up.yml
+	ansible-playbook -i $(LAB_INVENTORY) $(SCENARIO_VARS) site.yml
 	@echo "The lab is up (README: The main job). Run 'make lab' again: changed=0. 'make lab-down' removes it."
 
 lab-down: deps
-	ansible-playbook -i inventory/lab.yml lab/down.yml
+	ansible-playbook $(addprefix -i ,$(LAB_INVENTORIES)) lab/down.yml
 
 bench: deps
 	$(PY) bench/run.py

@@ -1,10 +1,13 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Benchmark of linuxnet.netns (issue 5): the netns_nat role against a shell loop of the
-reference article's commands and against a playbook of ansible-core's own modules.
+reference article's commands, against an expert's batch script and against a playbook of
+ansible-core's own modules; and (issue 14) the data plane of the DNAT rule shapes.
 
     make bench                               # N = 10, 100, 500; 3 runs; all variants; fleet
     .venv/bin/python bench/run.py --quick    # N = 10, 100; 3 runs; for development
+    .venv/bin/python bench/run.py --variants expert,role --sizes 100,500
+    .venv/bin/python bench/run.py --dataplane   # connections/s through 10, 500, 2000 DNATs
 
 Everything happens in network namespaces this process makes, and it runs in a private
 mount namespace with its own /run/netns: the lab is invisible to other users of the
@@ -32,6 +35,7 @@ REPO_ROOT = os.path.dirname(BENCH_DIR)
 sys.path.insert(0, BENCH_DIR)
 sys.path.insert(0, REPO_ROOT)
 
+import dataplane  # noqa: E402  (bench/dataplane.py, next to this file)
 import lab  # noqa: E402  (bench/lab.py, next to this file)
 
 VENV_BIN = os.path.join(REPO_ROOT, '.venv', 'bin')
@@ -48,6 +52,10 @@ OUR_MODULES = ('netns', 'veth', 'netns_route', 'sysctl_forward', 'nat_rule', 'ne
                'netns_probe')
 PHASES = ('converge', 'rerun', 'teardown')
 FLEET_SHAPES = (('20 hosts x 5', 20, 5), ('1 host x 100', 1, 100))
+VARIANTS = ('role', 'shell', 'expert', 'builtin', 'memory', 'fleet', 'dataplane')
+DEFAULT_VARIANTS = 'role,shell,expert,builtin,memory,fleet'
+EXPERT_SCRIPT = os.path.join(BENCH_DIR, 'expert_batch.sh')
+EXPERT_RESULT = re.compile(r'^expert_batch: changed=(\d+) \((.*)\)$', re.M)
 
 
 class BenchFailure(Exception):
@@ -373,6 +381,28 @@ def check_teardown(topology, baselines):
         raise BenchFailure('\n'.join(problems[:6]))
 
 
+def expert_fingerprint(topology):
+    """What a re-run that reports changed=0 must leave exactly as it was: each inner namespace
+    (the inode of its nsfs file changes when it is made again), the router's links with their
+    ifindex (a veth pair made again gets new ones) and its rules in order."""
+    router = topology.routers[0]
+    namespaces = dict((inner.name, os.stat(os.path.join(lab.NETNS_DIR, inner.name)).st_ino)
+                      for inner in topology.inners)
+    links = sorted((link['ifindex'], link['ifname']) for link in json.loads(
+        lab.sh(['ip', '-n', router.name, '-j', 'link', 'show']) or '[]'))
+    return {'namespaces': namespaces, 'links': links, 'rules': router_state(router)['iptables']}
+
+
+def fingerprint_difference(before, after):
+    for key in before:
+        if before[key] != after[key]:
+            if isinstance(before[key], dict):
+                changed = sorted(k for k in before[key] if before[key][k] != after[key].get(k))
+                return '%s: %s' % (key, ', '.join(changed[:10]))
+            return key
+    return None
+
+
 # --- variants ------------------------------------------------------------------------------
 
 class Bench(object):
@@ -387,6 +417,7 @@ class Bench(object):
         self.tasks = {}      # (n, phase) -> [task list per run] (role only)
         self.rss = {}        # n -> {module: peak kB}
         self.module_calls = {}
+        self.dataplane = {}  # (shape, published ports) -> [client result per run]
 
     def say(self, text):
         print('[%s] %s' % (time.strftime('%H:%M:%S'), text), flush=True)
@@ -421,6 +452,48 @@ class Bench(object):
         self.add('shell', n, 'build', timed)
         self.say('shell   N=%-4d build %7.2fs (cpu %.2fs, load %.1f)' % (n, timed.wall, timed.cpu, timed.load))
         lab.cleanup()
+
+    # 6. the expert's batch script: converge, re-run (must do nothing), teardown
+    def run_expert(self, state, router, n, state_dir, what):
+        timed, rc, out, err = run_process(
+            ['bash', EXPERT_SCRIPT, state, router.name, router.uplink, router.address, lab.PREFIX + 'n', '0',
+             str(n), state_dir])
+        match = EXPERT_RESULT.search(out)
+        if rc != 0 or not match:
+            raise BenchFailure('expert_batch.sh %s failed (rc=%d): %s%s' % (what, rc, out[-2000:], err[-2000:]))
+        return timed, int(match.group(1)), match.group(2)
+
+    def expert(self, n):
+        topology = self.fresh(1, n)
+        router = topology.routers[0]
+        label = 'expert N=%d' % n
+        state_dir = tempfile.mkdtemp(prefix='expert-', dir=self.ws.path)
+        try:
+            baselines = {router.name: router_state(router)}
+            converge, changed, detail = self.run_expert('present', router, n, state_dir, 'converge')
+            if changed == 0:
+                raise BenchFailure('%s: the converge reported changed=0 on an empty router' % label)
+            probe(topology, '%s converge' % label)
+            wait_for_quiet_machine(self.options, self.say)
+            before = expert_fingerprint(topology)
+            rerun, changed, detail = self.run_expert('present', router, n, state_dir, 're-run')
+            if changed != 0:
+                raise BenchFailure('%s: the re-run reported changed=%d (must be 0): %s' % (label, changed, detail))
+            difference = fingerprint_difference(before, expert_fingerprint(topology))
+            if difference:
+                raise BenchFailure('%s: the re-run reported changed=0 but made %s again' % (label, difference))
+            probe(topology, '%s re-run' % label)
+            wait_for_quiet_machine(self.options, self.say)
+            teardown, changed, detail = self.run_expert('absent', router, n, state_dir, 'teardown')
+            check_teardown(topology, baselines)
+        finally:
+            lab.cleanup()
+        for phase, timed in (('converge', converge), ('rerun', rerun), ('teardown', teardown)):
+            self.add('expert', n, phase, timed)
+        self.say('expert  N=%-4d converge %6.2fs  re-run %6.2fs (changed=0)  teardown %6.2fs'
+                 '  (cpu %.2f/%.2f/%.2fs, load %.1f)' % (
+                     n, converge.wall, rerun.wall, teardown.wall, converge.cpu, rerun.cpu, teardown.cpu,
+                     converge.load))
 
     # 3. builtin playbook
     def builtin(self, n):
@@ -497,6 +570,29 @@ class Bench(object):
                 phases['teardown'].timed.wall))
             lab.cleanup()
 
+    # 7. the data plane of the DNAT rule shapes (no role involved)
+    def dataplane_point(self, shape, ports):
+        load, steal_before = os.getloadavg()[0], steal_ticks()
+        result = dataplane.measure_point(lab, shape, ports, self.options.dataplane_seconds,
+                                         self.options.dataplane_limit, self.options.dataplane_warmup)
+        self.loads.append(load)
+        self.steals.append(steal_share(steal_before, steal_ticks()))
+        if not result['ok']:
+            raise BenchFailure('dataplane %s with %d ports: %s' % (shape, ports, result['error']))
+        self.dataplane.setdefault((shape, ports), []).append(result)
+        self.say('dataplane %-9s ports=%-5d rules=%-5d %8.0f conn/s  connect median %6.1f us  p90 %6.1f us'
+                 '  (%d connections, %d slow, load %.1f)' % (
+                     shape, ports, result['rules'], result['rate'], result['connect_median_us'],
+                     result['connect_p90_us'], result['connections'], result['slow'], load))
+
+    def dataplane_rounds(self):
+        lab.cleanup()
+        for dummy_run in range(self.options.dataplane_runs):
+            # Interleaved, so that a slower minute of the machine hits every shape.
+            for ports in self.options.dataplane_ports:
+                for shape in dataplane.SHAPES:
+                    self.dataplane_point(shape, ports)
+
     def profile(self, n):
         """cProfile every module process of one role cycle; write where the time goes."""
         topology = self.fresh(1, n)
@@ -568,12 +664,14 @@ def ratio(a, b):
 def figures(samples, suffix=''):
     """Medians per N: converge, rerun, teardown (role), shell, builtin; suffix '_cpu' for CPU."""
     sizes = set()
-    for variant in ('role', 'shell', 'builtin'):
+    for variant in ('role', 'shell', 'builtin', 'expert'):
         sizes.update(samples.get(variant, {}).keys())
     out = {}
     for n in sorted(sizes):
         role = samples.get('role', {}).get(n, {})
+        expert = samples.get('expert', {}).get(n, {})
         row = dict((phase, median(role.get(phase + suffix, []))) for phase in PHASES)
+        row.update(('expert_' + phase, median(expert.get(phase + suffix, []))) for phase in PHASES)
         row['shell'] = median(samples.get('shell', {}).get(n, {}).get('build' + suffix, []))
         row['builtin'] = median(samples.get('builtin', {}).get(n, {}).get('build' + suffix, []))
         out[n] = row
@@ -614,24 +712,95 @@ def target_checks(fig, rss):
     return checks
 
 
-def round_ratios(samples, n, phase):
-    """role/shell of each round at N (the variants run interleaved, round by round)."""
+def round_ratios(samples, n, phase, baseline='shell'):
+    """role/shell (or role/expert) of each round at N (the variants run interleaved, round
+    by round)."""
     role = samples.get('role', {}).get(n, {}).get(phase, [])
-    shell = samples.get('shell', {}).get(n, {}).get('build', [])
-    return [ratio(a, b) for a, b in zip(role, shell)]
+    if baseline == 'shell':
+        other = samples.get('shell', {}).get(n, {}).get('build', [])
+    else:
+        other = samples.get(baseline, {}).get(n, {}).get(phase, [])
+    return [ratio(a, b) for a, b in zip(role, other)]
 
 
-def timing_table(fig, title):
-    lines = ['| N | role converge | role re-run | role teardown | shell loop | builtin playbook '
-             '| converge/shell | re-run/shell | converge/builtin | re-run/builtin |',
-             '|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|']
+def timing_table(fig, title, expert=False):
+    """The role against the baselines; with ``expert`` also the expert script's three phases
+    and role/expert next to role/shell."""
+    head = ['N', 'role converge', 'role re-run', 'role teardown', 'shell loop', 'builtin playbook']
+    head += ['expert converge', 'expert re-run', 'expert teardown'] if expert else []
+    head += ['converge/shell', 're-run/shell']
+    head += ['converge/expert', 're-run/expert', 'teardown/expert'] if expert else []
+    head += ['converge/builtin', 're-run/builtin']
+    lines = ['| %s |' % ' | '.join(head), '|%s' % ('---:|' * len(head))]
     for n, f in fig.items():
-        lines.append('| %d | %s | %s | %s | %s | %s | %s | %s | %s | %s |' % (
-            n, fmt_s(f['converge']), fmt_s(f['rerun']), fmt_s(f['teardown']), fmt_s(f['shell']),
-            fmt_s(f['builtin']), fmt_ratio(ratio(f['converge'], f['shell'])),
-            fmt_ratio(ratio(f['rerun'], f['shell'])), fmt_ratio(ratio(f['converge'], f['builtin'])),
-            fmt_ratio(ratio(f['rerun'], f['builtin']))))
+        cells = [str(n)] + [fmt_s(f[key]) for key in ('converge', 'rerun', 'teardown', 'shell', 'builtin')]
+        cells += [fmt_s(f['expert_' + phase]) for phase in PHASES] if expert else []
+        cells += [fmt_ratio(ratio(f['converge'], f['shell'])), fmt_ratio(ratio(f['rerun'], f['shell']))]
+        cells += [fmt_ratio(ratio(f[phase], f['expert_' + phase])) for phase in PHASES] if expert else []
+        cells += [fmt_ratio(ratio(f['converge'], f['builtin'])), fmt_ratio(ratio(f['rerun'], f['builtin']))]
+        lines.append('| %s |' % ' | '.join(cells))
     return ['', title, ''] + lines
+
+
+def fmt_rate(value):
+    return '-' if value is None else '{:,.0f}'.format(value)
+
+
+def fmt_us(value):
+    return '-' if value is None else '%.1f us' % value
+
+
+def dataplane_section(bench, options):
+    """Connections per second and connect() medians per shape and number of published ports."""
+    results = bench.dataplane
+    ports = sorted(set(p for dummy_shape, p in results))
+    shapes = [shape for shape in dataplane.SHAPES if any(s == shape for s, dummy_p in results)]
+
+    def med(shape, p, key):
+        return median([r[key] for r in results.get((shape, p), [])])
+
+    runs = sorted(set(len(v) for v in results.values()))
+    lines = ['', '## Data plane: new TCP connections through a DNAT to the last of P published ports', '',
+             'Client namespace -> router namespace (P DNAT rules, or one rule and a map of P elements) -> '
+             'target namespace; one connection at a time, each reset after connect() (SO_LINGER 0); '
+             'each point %g s or %d connections, whichever comes first, after %d warm-up connections; '
+             'each figure the median of %s points; connect = median connect() time of a point '
+             '(SYN to SYN-ACK, through the DNAT lookup). iptables is %s.' % (
+                 options.dataplane_seconds, options.dataplane_limit, options.dataplane_warmup,
+                 '/'.join(str(r) for r in runs), iptables_flavour()), '']
+    head = ['published ports'] + ['%s conn/s' % s for s in shapes] + ['%s connect' % s for s in shapes]
+    head += ['rules in the DNAT chains (%s)' % ' / '.join(shapes)]
+    lines += ['| %s |' % ' | '.join(head), '|%s' % ('---:|' * len(head))]
+    for p in ports:
+        cells = [str(p)] + [fmt_rate(med(s, p, 'rate')) for s in shapes]
+        cells += [fmt_us(med(s, p, 'connect_median_us')) for s in shapes]
+        cells += [' / '.join(str(max(r['rules'] for r in results.get((s, p), [{'rules': 0}]))) for s in shapes)]
+        lines.append('| %s |' % ' | '.join(cells))
+    if len(ports) > 1:
+        low, high = ports[0], ports[-1]
+        cells = ['rate(%d)/rate(%d)' % (high, low)]
+        cells += [fmt_ratio(ratio(med(s, high, 'rate'), med(s, low, 'rate'))) for s in shapes]
+        cells += [fmt_ratio(ratio(med(s, high, 'connect_median_us'), med(s, low, 'connect_median_us')))
+                  for s in shapes]
+        cells += ['']
+        lines.append('| %s |' % ' | '.join(cells))
+        lines += ['', 'Last row: the rate ratio (1.00x: the number of ports costs nothing) and, in the '
+                      'connect columns, connect(%d)/connect(%d).' % (high, low)]
+    lines += ['', 'Point by point (connections per second / connect median, in the order they ran):', '',
+              '| published ports | %s |' % ' | '.join(shapes), '|---:|%s' % ('---|' * len(shapes))]
+    for p in ports:
+        lines.append('| %d | %s |' % (p, ' | '.join(', '.join(
+            '%s / %.0f us' % (fmt_rate(r['rate']), r['connect_median_us']) for r in results.get((s, p), []))
+            for s in shapes)))
+    slow = sum(r['slow'] for v in results.values() for r in v)
+    lines += ['', 'Connections that waited for a SYN retransmission (connect() > %.1f s): %d.' % (
+        dataplane.SLOW_CONNECT, slow)]
+    return lines
+
+
+def iptables_flavour():
+    out = lab.sh(['iptables', '-V'], check=False).strip()
+    return out or 'unknown'
 
 
 def task_breakdown(bench, n, phase):
@@ -648,7 +817,7 @@ def task_breakdown(bench, n, phase):
 def render(bench, options, status):
     wall, cpu = figures(bench.samples), figures(bench.samples, '_cpu')
     runs = sorted(set(len(values) for variant in bench.samples.values() for metrics in variant.values()
-                      for values in metrics.values()))
+                      for values in metrics.values()) | set(len(v) for v in bench.dataplane.values()))
     loads = bench.loads
     steals = bench.steals
     lines = ['# linuxnet.netns benchmark', '',
@@ -664,21 +833,16 @@ def render(bench, options, status):
              'to other guests): median %s, max %s.' % (
                  '%.1f%%' % (100 * median(steals)) if steals else '-',
                  '%.1f%%' % (100 * max(steals)) if steals else '-')]
-    lines += timing_table(wall, '## Wall time (the targets are on these)')
-    lines += ['', '## Targets (issue 5)', '', '| target | measured | |', '|---|---:|---|']
-    for text, value, met in target_checks(wall, bench.rss):
-        lines.append('| %s | %s | %s |' % (text, value, {True: 'met', False: '**missed**',
-                                                         None: 'not measured'}[met]))
-    rounds = [(n, round_ratios(bench.samples, n, 'converge'), round_ratios(bench.samples, n, 'rerun'))
-              for n in sorted(bench.samples.get('role', {}))]
-    if any(converge for dummy_n, converge, dummy_rerun in rounds):
-        lines += ['', '## Round by round (role and shell loop of the same round)', '',
-                  '| N | converge/shell | re-run/shell |', '|---:|---|---|']
-        for n, converge, rerun in rounds:
-            lines.append('| %d | %s | %s |' % (n, ', '.join(fmt_ratio(r) for r in converge) or '-',
-                                               ', '.join(fmt_ratio(r) for r in rerun) or '-'))
-    lines += timing_table(cpu, '## CPU time (user + system of the whole process tree; '
-                               'less sensitive to a busy machine)')
+    expert = 'expert' in bench.samples
+    if wall:
+        lines += timing_table(wall, '## Wall time (the targets are on these)', expert)
+        lines += ['', '## Targets (issue 5)', '', '| target | measured | |', '|---|---:|---|']
+        for text, value, met in target_checks(wall, bench.rss):
+            lines.append('| %s | %s | %s |' % (text, value, {True: 'met', False: '**missed**',
+                                                             None: 'not measured'}[met]))
+        lines += round_table(bench.samples, expert)
+        lines += timing_table(cpu, '## CPU time (user + system of the whole process tree; '
+                                   'less sensitive to a busy machine)', expert)
     fleet = bench.samples.get('fleet')
     if fleet:
         lines += ['', '## Fleet: the role on 20 namespace hosts x 5 against 1 host x 100 (forks=%d)'
@@ -706,9 +870,30 @@ def render(bench, options, status):
             if rows:
                 lines.append('- %s: %s' % (phase, '; '.join(
                     '%s [%s] %.2f' % (name, action, sec) for sec, name, action in rows[:10])))
+    if bench.dataplane:
+        lines += dataplane_section(bench, options)
     if status:
         lines += ['', '**This run FAILED (status %d)**; the figures above are partial.' % status]
     return '\n'.join(lines) + '\n'
+
+
+def round_table(samples, expert):
+    """role/shell (and role/expert) of each round: a slow round shows against its neighbours."""
+    sizes = sorted(samples.get('role', {}))
+    columns = [('converge', 'shell'), ('rerun', 'shell')]
+    if expert:
+        columns += [(phase, 'expert') for phase in PHASES]
+    rows = [(n, [round_ratios(samples, n, phase, baseline) for phase, baseline in columns]) for n in sizes]
+    if not any(any(cells) for dummy_n, cells in rows):
+        return []
+    names = {'converge': 'converge', 'rerun': 're-run', 'teardown': 'teardown'}
+    title = 'role and shell loop' + (' / expert script' if expert else '') + ' of the same round'
+    lines = ['', '## Round by round (%s)' % title, '',
+             '| N | %s |' % ' | '.join('%s/%s' % (names[phase], baseline) for phase, baseline in columns),
+             '|---:|%s' % ('---|' * len(columns))]
+    for n, cells in rows:
+        lines.append('| %d | %s |' % (n, ' | '.join(', '.join(fmt_ratio(r) for r in cell) or '-' for cell in cells)))
+    return lines
 
 
 # --- main --------------------------------------------------------------------------------
@@ -722,7 +907,18 @@ def parse_args(argv):
     parser.add_argument('--builtin-sizes', default=None, help='N for the builtin playbook (default 10,100)')
     parser.add_argument('--builtin-runs', type=int, default=None, help='runs of the builtin playbook')
     parser.add_argument('--variants', default=None,
-                        help='any of role,shell,builtin,memory,fleet (default all)')
+                        help='any of %s (default %s)' % (','.join(VARIANTS), DEFAULT_VARIANTS))
+    parser.add_argument('--dataplane', action='store_true',
+                        help='the data plane bench (variant dataplane); alone, only that')
+    parser.add_argument('--dataplane-ports', default='10,500,2000',
+                        help='numbers of published ports (default 10,500,2000)')
+    parser.add_argument('--dataplane-seconds', type=float, default=3.0,
+                        help='longest measurement of one point, seconds (default 3)')
+    parser.add_argument('--dataplane-limit', type=int, default=200000,
+                        help='most connections of one point (default 200000)')
+    parser.add_argument('--dataplane-warmup', type=int, default=200,
+                        help='connections before the clock of a point starts (default 200)')
+    parser.add_argument('--dataplane-runs', type=int, default=None, help='points per figure (default --runs)')
     parser.add_argument('--fleet-forks', type=int, default=10)
     parser.add_argument('--fleet-runs', type=int, default=None)
     parser.add_argument('--module-python', default=DEFAULT_MODULE_PYTHON,
@@ -739,21 +935,32 @@ def parse_args(argv):
                         help='only profile the module processes of one role cycle at N')
     parser.add_argument('--keep', action='store_true',
                         help='keep the work directory (inventories, task and RSS logs)')
-    parser.add_argument('--results', default=os.path.join(RESULTS_DIR, 'latest.md'))
+    parser.add_argument('--results', default=None,
+                        help='where the tables go (default bench/results/latest.md, '
+                             'bench/results/dataplane.md for a data plane run alone)')
     options = parser.parse_args(argv)
     options.argv = list(argv)
     if options.quick:
         options.sizes = options.sizes or '10,100'
         options.builtin_sizes = options.builtin_sizes or '10'
-        options.variants = options.variants or 'role,shell,builtin,memory'
+        options.variants = options.variants or 'role,shell,expert,builtin,memory'
+    if options.dataplane:
+        options.variants = ','.join(filter(None, [options.variants, 'dataplane']))
     options.sizes = [int(x) for x in (options.sizes or '10,100,500').split(',')]
     options.builtin_sizes = [int(x) for x in (options.builtin_sizes or '10,100').split(',')]
     options.builtin_runs = options.builtin_runs or options.runs
     options.fleet_runs = options.fleet_runs or options.runs
-    options.variants = set((options.variants or 'role,shell,builtin,memory,fleet').split(','))
-    unknown = options.variants - {'role', 'shell', 'builtin', 'memory', 'fleet'}
+    options.variants = set((options.variants or DEFAULT_VARIANTS).split(','))
+    unknown = options.variants - set(VARIANTS)
     if unknown:
         parser.error('unknown variants: %s' % ', '.join(sorted(unknown)))
+    options.dataplane_ports = sorted(int(x) for x in options.dataplane_ports.split(','))
+    options.dataplane_runs = options.dataplane_runs or options.runs
+    if min(options.dataplane_ports) < 1 or max(options.dataplane_ports) > 65535 - dataplane.FIRST_PORT:
+        parser.error('--dataplane-ports must be between 1 and %d' % (65535 - dataplane.FIRST_PORT))
+    if options.results is None:
+        name = 'dataplane.md' if options.variants == {'dataplane'} else 'latest.md'
+        options.results = os.path.join(RESULTS_DIR, name)
     if options.runs < 1:
         parser.error('--runs must be at least 1')
     if max(options.sizes + options.builtin_sizes) > lab.MAX_INNER:
@@ -774,6 +981,8 @@ def measure(bench, options):
             # Interleaved, so that a slower minute of the machine hits every variant.
             if 'shell' in options.variants:
                 bench.shell(n)
+            if 'expert' in options.variants:
+                bench.expert(n)
             if 'role' in options.variants:
                 bench.role(n)
             if 'builtin' in options.variants and n in options.builtin_sizes and run < options.builtin_runs:
@@ -787,6 +996,8 @@ def measure(bench, options):
     if 'fleet' in options.variants:
         for dummy_run in range(options.fleet_runs):
             bench.fleet()
+    if 'dataplane' in options.variants:
+        bench.dataplane_rounds()
 
 
 def main():

@@ -5,7 +5,7 @@
 """A Mermaid flowchart of a topology as gathered by linuxnet.netns.netns_info: one box per
 namespace with its interfaces and addresses, a line per veth pair, and the NAT of the
 netns_nat role (netns_nat_applied) as dotted arrows: source NAT out of the egress interface,
-published ports into their targets."""
+published ports into their targets, services (NodePorts) to their endpoints."""
 
 from __future__ import absolute_import, division, print_function
 
@@ -65,6 +65,24 @@ def _nat_edges(applied):
             edges.append('  %s -. "DNAT %s %s to %s:%s" .-> %s' % (
                 egress, forward['protocol'], forward['published_port'], forward['target_address'],
                 forward['target_port'], inner))
+    edges.extend(_service_edges(applied.get('services', [])))
+    return edges
+
+
+def _service_edges(services):
+    """A service (NodePort): a node per endpoint, outside every namespace box (it may be on
+    another host), and a dotted arrow per endpoint from where the flows leave this host."""
+    edges = []
+    for svc in services:
+        start = _node_id(None, svc['egress_interface'] if svc.get('egress_interface') else '')
+        share = '1/%d' % len(svc['endpoints'])
+        source = {'masquerade': 'MASQUERADE', 'snat': 'SNAT to %s' % svc.get('snat_address'),
+                  'none': 'client address kept'}[svc['source_nat']]
+        for index, endpoint in enumerate(svc['endpoints']):
+            node = _node_id('svc_%s' % svc['name'], str(index))
+            edges.append('  %s(["%s %s:%s"])' % (node, _label(svc['name']), endpoint['address'], endpoint['port']))
+            edges.append('  %s -. "DNAT %s %s (%s %s), %s" .-> %s' % (
+                start, svc['protocol'], svc['published_port'], svc['balance'].replace('_', ' '), share, source, node))
     return edges
 
 

@@ -34,6 +34,7 @@ _IPV4_RE = re.compile(r'%s(\.%s){3}\Z' % (_OCTET, _OCTET))
 _PREFIX_RE = re.compile(r'([0-9]|[12][0-9]|3[0-2])\Z')
 _IFNAME_RE = re.compile(r'[A-Za-z0-9_][A-Za-z0-9_.@+-]{0,%d}\Z' % (IFNAMSIZ - 2))
 _NETNS_RE = re.compile(r'[A-Za-z0-9_][A-Za-z0-9_.+-]{0,%d}\Z' % (NETNS_NAME_MAX - 1))
+_SERVICE_RE = re.compile(r'[a-z0-9][a-z0-9-]{0,39}\Z')
 _PORT_RANGE_RE = re.compile(r'[0-9]{1,5}(-[0-9]{1,5})?\Z')
 
 _IFNAME_HINT = ': an interface name is 1 to 15 letters, digits, _ . @ + -'
@@ -94,6 +95,7 @@ class _Plan(object):
         self.default_mode = forward_mode
         self.errors = []
         self.namespaces = []
+        self.services = []
 
     def error(self, message):
         self.errors.append(message)
@@ -153,11 +155,49 @@ class _Plan(object):
             self.namespaces[-1]['random_fully'] = True
         if to_bool(ns.get('adopt', False)):
             self.namespaces[-1]['adopt'] = True
+        allow_inbound = self.check_allow_inbound(field, ns, mode)
+        if allow_inbound:
+            self.namespaces[-1]['allow_inbound'] = allow_inbound
         reachable_from = ns.get('reachable_from') or []
         if not _is_list(reachable_from) or not all(isinstance(name, str) for name in reachable_from):
             self.error('%s.reachable_from: must be a list of namespace names' % field)
         elif reachable_from:
             self.namespaces[-1]['reachable_from'] = list(reachable_from)
+
+    def check_allow_inbound(self, field, ns, mode):
+        """allow_inbound: ports of the namespace that routed traffic may open without DNAT (the
+        endpoint of a NodePort published on another node), each optionally from one network."""
+        items = ns.get('allow_inbound') or []
+        if not _is_list(items):
+            self.error('%s.allow_inbound: must be a list of {protocol, port, source}' % field)
+            return []
+        if items and mode != 'scoped':
+            self.error('%s.allow_inbound: applies only with forward_mode scoped (with %s nothing isolates '
+                       'the namespace)' % (field, mode))
+            return []
+        result = []
+        for index, item in enumerate(items):
+            where = '%s.allow_inbound[%d]' % (field, index)
+            if not isinstance(item, Mapping):
+                self.error('%s must be a dictionary, got %s' % (where, to_json(item)))
+                continue
+            protocol = _text(item.get('protocol') or 'tcp')
+            ports = self.check_ports(where, dict(item), 'port')
+            source = _text(item.get('source') or '')
+            ok = ports is not None
+            if protocol not in ('tcp', 'udp', 'sctp'):
+                self.error('%s.protocol=%s: must be one of tcp, udp, sctp' % (where, to_json(protocol)))
+                ok = False
+            if source and not _is_network(source):
+                self.error('%s.source=%s: expected an IPv4 network such as 192.168.1.0/24 (no host bits set)'
+                           % (where, to_json(source)))
+                ok = False
+            if ok:
+                allowed = {'protocol': protocol, 'port': _port_text(*ports)}
+                if source:
+                    allowed['source'] = source
+                result.append(allowed)
+        return result
 
     def parse_address(self, field, ns, key):
         """An IPv4 address with prefix length, or None after recording the error."""
@@ -281,10 +321,90 @@ class _Plan(object):
         text = _text(raw).strip()
         bounds = [int(part) for part in text.split('-')] if _matches(_PORT_RANGE_RE, text) else []
         if isinstance(raw, bool) or not bounds or min(bounds) < 1 or max(bounds) > 65535 or bounds[0] > bounds[-1]:
-            if key == 'published_port' or key in pf:
+            if key in ('published_port', 'port') or key in pf:
                 self.error('%s.%s=%s%s' % (where, key, to_json(raw), _PORT_HINT))
             return None
         return bounds[0], bounds[-1]
+
+    # --- services with remote endpoints (a Kubernetes NodePort) ---------------------------------
+
+    def check_service(self, field, svc):
+        """One published service whose endpoints may live on other hosts; None when invalid."""
+        errors = len(self.errors)
+        name = _text(svc.get('name', ''))
+        if not _matches(_SERVICE_RE, name):
+            self.error('%s.name=%s: a service name is 1 to 40 lower-case letters, digits and - '
+                       '(starting with a letter or digit)' % (field, to_json(name)))
+        protocol = _text(svc.get('protocol') or 'tcp')
+        if protocol not in ('tcp', 'udp', 'sctp'):
+            self.error('%s.protocol=%s: must be one of tcp, udp, sctp' % (field, to_json(protocol)))
+        published = self.check_ports(field, svc, 'published_port')
+        if published is not None and published[0] != published[1]:
+            self.error('%s.published_port=%s: a service publishes one port' % (field, to_json(svc.get('published_port'))))
+        published_address = _text(svc.get('published_address') or '')
+        if published_address and not _is_unicast(published_address):
+            self.error('%s.published_address=%s: expected a unicast IPv4 address of the host (not loopback)'
+                       % (field, to_json(published_address)))
+        endpoints = self.check_endpoints(field, svc, published)
+        balance = _text(svc.get('balance') or 'random')
+        if balance not in ('random', 'round_robin'):
+            self.error('%s.balance=%s: must be one of random, round_robin' % (field, to_json(balance)))
+        affinity = _text(svc.get('affinity') or 'none')
+        if affinity not in ('none', 'client_ip'):
+            self.error('%s.affinity=%s: must be one of none, client_ip' % (field, to_json(affinity)))
+        timeout = _jinja_int(svc.get('affinity_timeout', 10800))
+        if not 1 <= timeout <= 604800 or isinstance(svc.get('affinity_timeout'), bool):
+            self.error('%s.affinity_timeout=%s: must be a number of seconds from 1 to 604800'
+                       % (field, to_json(svc.get('affinity_timeout'))))
+        source_nat = _text(svc.get('source_nat') or 'masquerade')
+        snat_address = _text(svc.get('snat_address') or '')
+        self.check_source_nat(field, source_nat, snat_address)
+        egress = _text(svc.get('egress_interface') or '')
+        if egress and not _matches(_IFNAME_RE, egress):
+            self.error('%s.egress_interface=%s%s' % (field, to_json(egress), _IFNAME_HINT))
+        if len(self.errors) > errors:
+            return
+        self.services.append({
+            'field': field, 'name': name, 'protocol': protocol,
+            'published_port': _port_text(*published), 'published_first': published[0],
+            'published_last': published[1], 'published_address': published_address or None,
+            'endpoints': endpoints, 'balance': balance, 'affinity': affinity,
+            'affinity_timeout': timeout if affinity == 'client_ip' else None,
+            'source_nat': source_nat, 'snat_address': snat_address if source_nat == 'snat' else None,
+            'egress_interface': egress or None})
+
+    def check_endpoints(self, field, svc, published):
+        items = svc.get('endpoints')
+        if not _is_list(items) or not items:
+            self.error('%s.endpoints: must be a non-empty list of {address, port}' % field)
+            return []
+        endpoints = []
+        for index, item in enumerate(items):
+            where = '%s.endpoints[%d]' % (field, index)
+            if not isinstance(item, Mapping):
+                self.error('%s must be a dictionary, got %s' % (where, to_json(item)))
+                continue
+            address = _text(item.get('address', ''))
+            if not _is_unicast(address):
+                self.error('%s.address=%s: expected a unicast IPv4 address (not loopback)' % (where, to_json(address)))
+                continue
+            port = item.get('port')
+            if port is None:
+                if published is None:
+                    continue  # published_port has its own error; this endpoint follows it
+                port = published[0]
+            ports = self.check_ports(where, {'port': port}, 'port')
+            if ports is None:
+                continue
+            if ports[0] != ports[1]:
+                self.error('%s.port=%s: an endpoint listens on one port' % (where, to_json(port)))
+                continue
+            endpoint = {'address': address, 'port': ports[0]}
+            if endpoint in endpoints:
+                self.error('%s: %s:%d is already an endpoint of this service' % (where, address, ports[0]))
+                continue
+            endpoints.append(endpoint)
+        return endpoints
 
     # --- across namespaces ------------------------------------------------------------------
 
@@ -317,7 +437,7 @@ class _Plan(object):
                                 if name in subnets and name != ns['name']]
 
     def check_published_ports(self):
-        forwards = [pf for ns in self.namespaces for pf in ns['port_forwards']]
+        forwards = [pf for ns in self.namespaces for pf in ns['port_forwards']] + self.services
         conflicts = []
         for protocol in sorted(set(pf['protocol'] for pf in forwards)):
             indexes = [n for n, pf in enumerate(forwards) if pf['protocol'] == protocol]
@@ -349,8 +469,28 @@ class _Plan(object):
             rules.extend(_dnat_rule(ns, pf) for pf in ns['port_forwards'])
             if ns['forward_mode'] == 'scoped':
                 rules.append(_isolate_rule(ns))
-        return {'errors': self.errors, 'namespaces': self.namespaces, 'netns': netns, 'pairs': pairs,
+        rules.extend(_service_rule(svc, self.default_mode) for svc in self.services)
+        return {'errors': self.errors, 'namespaces': self.namespaces, 'services': self.services,
+                'netns': netns, 'pairs': pairs,
                 'pairs_absent': pairs_absent, 'routes': routes, 'rules': rules}
+
+
+def _is_network(text):
+    """A network in CIDR form whose host bits are zero (what nat_rule accepts)."""
+    address, sep, prefix = text.partition('/')
+    if not (sep and _matches(_IPV4_RE, address) and _matches(_PREFIX_RE, prefix)):
+        return False
+    size = 2 ** (32 - int(prefix))
+    return _ipv4_int(address) % size == 0
+
+
+def _is_unicast(text):
+    """An IPv4 address a DNAT may go to or be published on (what nat_rule accepts)."""
+    if not _matches(_IPV4_RE, text):
+        return False
+    address = ipaddress.IPv4Address(text)
+    return not (address.is_loopback or address.is_unspecified or address.is_multicast
+                or address == ipaddress.IPv4Address('255.255.255.255'))
 
 
 def _in_subnet(text, address):
@@ -418,6 +558,26 @@ def _isolate_rule(ns):
     rule = {'kind': 'isolate', 'destination': ns['subnet'], 'out_interface': ns['host_interface']}
     if ns.get('allow_from'):
         rule['allow_from'] = ns['allow_from']
+    if ns.get('allow_inbound'):
+        rule['allow_ports'] = ns['allow_inbound']
+    return rule
+
+
+def _service_rule(svc, forward_mode):
+    """One DNAT spreading the service's new flows over its endpoints; its source NAT (unless
+    none, which keeps the client's address) applies only to the flows it DNAT'ed."""
+    rule = {'kind': 'dnat', 'protocol': svc['protocol'], 'port': svc['published_port'],
+            'endpoints': svc['endpoints'], 'balance': svc['balance'], 'source_nat': svc['source_nat'],
+            # both would need one inner interface; the accepts of the DNAT'ed flows are what both opens
+            'forward': 'none' if forward_mode == 'none' else 'scoped'}
+    if svc['snat_address']:
+        rule['to_source'] = svc['snat_address']
+    if svc['affinity_timeout']:
+        rule['affinity_timeout'] = svc['affinity_timeout']
+    if svc['published_address']:
+        rule['destination'] = svc['published_address']
+    if svc['egress_interface']:
+        rule['out_interface'] = svc['egress_interface']
     return rule
 
 
@@ -469,9 +629,10 @@ def topology_parts(plan, settings):
     }
 
 
-def netns_nat_plan(namespaces, egress_interface='eth0', forward_mode='scoped', topology=None):
+def netns_nat_plan(namespaces, egress_interface='eth0', forward_mode='scoped', topology=None, services=None):
     """The plan of the netns_nat role for one host: errors plus the list argument of each module
-    and, with ``topology`` (the role's module settings), the netns_topology part options."""
+    and, with ``topology`` (the role's module settings), the netns_topology part options.
+    ``services`` are ports published with endpoints that may live on other hosts."""
     plan = _Plan(egress_interface, forward_mode)
     if not _is_list(namespaces):
         plan.error(VAR + ' must be a list of namespaces')
@@ -483,6 +644,18 @@ def netns_nat_plan(namespaces, egress_interface='eth0', forward_mode='scoped', t
             plan.check_namespace(field, dict(ns))
         else:
             plan.error('%s must be a dictionary, got %s' % (field, to_json(ns)))
+    services = services or []
+    if not _is_list(services):
+        plan.error('netns_nat_services must be a list of services')
+        services = []
+    for index, svc in enumerate(services):
+        field = 'netns_nat_services[%d]' % index
+        if isinstance(svc, Mapping):
+            plan.check_service(field, dict(svc))
+        else:
+            plan.error('%s must be a dictionary, got %s' % (field, to_json(svc)))
+    for later, earlier in _equal_pairs([svc for svc in services if isinstance(svc, Mapping)], 'name'):
+        plan.error('netns_nat_services[%d].name: duplicates netns_nat_services[%d].name' % (later, earlier))
     plan.check_duplicates(namespaces)
     plan.check_subnet_overlaps()
     plan.check_reachable_from()
@@ -493,6 +666,7 @@ def netns_nat_plan(namespaces, egress_interface='eth0', forward_mode='scoped', t
     # Only what the role still reads, and large parts as text: every structure in a fact costs
     # Ansible time per item, and the role turns the namespaces into a structure once, to publish.
     return {'errors': result['errors'], 'namespaces_json': json.dumps(result['namespaces']),
+            'services_json': json.dumps(result['services']),
             'topology': topology_parts(result, dict(topology))}
 
 

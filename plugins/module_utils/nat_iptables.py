@@ -317,7 +317,7 @@ def plan_view(view, keep, remove, add, policy=None, tables=TABLES):
                 decl.append(':%s - [0:0]' % chain)
             for entry in remove:
                 if entry.chain == chain:
-                    body.append('-D %s %s' % (chain, entry.text))
+                    body.append('-D %s %s' % (chain, deletable(entry.text)))
                     removed.append(display(view, table, chain, entry.text))
             # Each addition goes in front of the kept line the desired order puts after it
             # (in_desired_order set ``before``), else at the end.
@@ -383,6 +383,16 @@ def plan_view(view, keep, remove, add, policy=None, tables=TABLES):
                 and not view.foreign_content(table, policy if table == 'filter' else None):
             transactions.append(drop_empty_table(view.family, table))
     return transactions
+
+
+# iptables-save prints the default mask of a recent match, and a -D naming it does not find
+# the rule added without one (iptables 1.8.9, nft and legacy variants alike); we never set it.
+_DEFAULT_RECENT_MASK_RE = re.compile(r' --mask (?:255\.255\.255\.255|ffff(?::ffff){7})(?= )')
+
+
+def deletable(spec):
+    """A listed rule spec as -D finds it."""
+    return _DEFAULT_RECENT_MASK_RE.sub('', spec)
 
 
 def final_in_table(final, table):

@@ -57,14 +57,21 @@ CHAIN_ROLES = ('prerouting', 'output', 'postrouting', 'forward')
 
 RULE_KEYS = ('kind', 'source', 'destination', 'out_interface', 'in_interface', 'to_source',
              'protocol', 'port', 'to_address', 'to_port', 'forward', 'hairpin', 'random_fully', 'allow_from',
-             'state')
+             'allow_ports', 'endpoints', 'balance', 'affinity_timeout', 'source_nat', 'state')
+BALANCE_MODES = ('random', 'round_robin')
+DNAT_SOURCE_NAT = ('none', 'masquerade', 'snat')
 IDENTITY_WORDS = {
     'masquerade': 'source, destination and out_interface',
     'snat': 'family, source, destination and out_interface',
     'dnat': 'protocol, destination and port',
     'isolate': 'destination and out_interface',
 }
-_DNAT_ONLY = ('protocol', 'port', 'to_address', 'to_port', 'hairpin')
+_DNAT_ONLY = ('protocol', 'port', 'to_address', 'to_port', 'hairpin', 'endpoints', 'balance', 'affinity_timeout',
+              'source_nat')
+
+
+# One place a DNAT sends flows to: an address and its ports ((lo, hi), or None: the published ones).
+Target = namedtuple('Target', 'address ports')
 
 
 def family_name(family):
@@ -83,7 +90,8 @@ class NatRule(object):
     def __init__(self, field, namespace, kind, state='present', family=None, source=None,
                  destination=None, out_interface=None, in_interface=None, to_source=None,
                  protocol=None, port=None, to_address=None, to_port=None, forward='scoped',
-                 hairpin=False, random_fully=False, allow_from=()):
+                 hairpin=False, random_fully=False, allow_from=(), allow_ports=(), endpoints=(),
+                 balance='random', affinity_timeout=None, source_nat='none'):
         self.field = field
         self.namespace = namespace
         self.kind = kind
@@ -102,17 +110,19 @@ class NatRule(object):
         self.hairpin = hairpin
         self.random_fully = random_fully
         self.allow_from = tuple(allow_from)
+        self.allow_ports = tuple(allow_ports)  # (protocol, (lo, hi), source network or None)
+        self.endpoints = tuple(endpoints)  # Targets a DNAT spreads its flows over
+        self.balance = balance
+        self.affinity_timeout = affinity_timeout  # seconds a client sticks to its endpoint
+        self.source_nat = source_nat  # of the DNAT'ed flows only
 
     @property
     def present(self):
         return self.state == 'present'
 
-    @property
-    def target_ports(self):
-        """The ports the DNAT target listens on: to_port, or the published ports kept."""
-        if self.to_port is not None:
-            return (self.to_port, self.to_port)
-        return self.port
+    def target_ports(self, endpoint):
+        """The ports ``endpoint`` listens on: its own, or the published ports kept."""
+        return endpoint.ports if endpoint.ports is not None else self.port
 
     def rule_ids(self):
         """The ids this rule is stored under (two when the family is unknown: absent only)."""
@@ -204,14 +214,15 @@ def parse_rule(field, item, default_namespace=None):
 
     if kind == 'isolate':
         return _parse_isolate(field, item, namespace, state, name)
-    if item.get('allow_from') is not None:
-        raise ValidationError(name('allow_from'), item.get('allow_from'), 'applies only to kind isolate')
+    for key in ('allow_from', 'allow_ports'):
+        if item.get(key) is not None:
+            raise ValidationError(name(key), item.get(key), 'applies only to kind isolate')
     if kind != 'dnat':
         for key in _DNAT_ONLY:
             if item.get(key) is not None:
                 raise ValidationError(name(key), item.get(key), 'applies only to kind dnat (this rule is %s)' % kind)
-    if kind != 'snat' and item.get('to_source') is not None:
-        raise ValidationError(name('to_source'), item.get('to_source'), 'applies only to kind snat')
+    if kind not in ('snat', 'dnat') and item.get('to_source') is not None:
+        raise ValidationError(name('to_source'), item.get('to_source'), 'applies only to kinds snat and dnat')
     if kind == 'dnat' and item.get('random_fully'):
         raise ValidationError(name('random_fully'), True, 'applies only to kinds masquerade and snat')
 
@@ -238,9 +249,10 @@ def _parse_isolate(field, item, namespace, state, name):
     """kind isolate: forwarded packets to ``destination`` out of ``out_interface`` that no accept
     of ours let through are dropped; ``allow_from`` networks may reach it directly."""
     for key in RULE_KEYS:
-        if key not in ('kind', 'destination', 'out_interface', 'allow_from', 'state') and item.get(key) is not None:
+        if key not in ('kind', 'destination', 'out_interface', 'allow_from', 'allow_ports', 'state') \
+                and item.get(key) is not None:
             raise ValidationError(name(key), item.get(key), 'does not apply to kind isolate (it takes destination, '
-                                                            'out_interface and allow_from)')
+                                                            'out_interface, allow_from and allow_ports)')
     if item.get('destination') is None:
         raise ValidationError(name('destination'), None, 'isolate needs destination (the inner network to protect)')
     if item.get('out_interface') is None:
@@ -253,8 +265,31 @@ def _parse_isolate(field, item, namespace, state, name):
         allowed = check_network('%sallow_from[%d]' % (field, index), value)
         same_family(name('allow_from'), destination, allowed)
         allow_from.append(allowed)
+    allow_ports = [_parse_allowed_port('%sallow_ports[%d].' % (field, index), value, destination)
+                   for index, value in enumerate(item.get('allow_ports') or [])]
     return NatRule(field, namespace, 'isolate', state=state, family=destination.version, destination=destination,
-                   out_interface=out_interface, forward='none', allow_from=allow_from)
+                   out_interface=out_interface, forward='none', allow_from=allow_from, allow_ports=allow_ports)
+
+
+def _parse_allowed_port(field, value, destination):
+    """One ``allow_ports`` item: new flows routed to a port of the network without DNAT (the remote
+    endpoint of another node's NodePort), optionally only from ``source``."""
+    if not isinstance(value, dict):
+        raise ValidationError(field.rstrip('.'), value, 'must be a dictionary with protocol, port and source')
+    unknown = sorted(set(value) - set(('protocol', 'port', 'source')))
+    if unknown:
+        raise ValidationError(field + unknown[0], value[unknown[0]], 'unknown key (allowed: protocol, port, source)')
+    protocol = value.get('protocol') or 'tcp'
+    if protocol not in PROTOCOLS:
+        raise ValidationError(field + 'protocol', protocol, 'must be one of %s' % ', '.join(PROTOCOLS))
+    if value.get('port') is None:
+        raise ValidationError(field + 'port', None, 'the port (or "first-last") the network serves')
+    ports = check_port_range(field + 'port', value['port'])
+    source = None
+    if value.get('source') is not None:
+        source = check_network(field + 'source', value['source'])
+        same_family(field + 'source', destination, source)
+    return protocol, ports, source
 
 
 def _parse_source_nat(rule, item, name):
@@ -296,21 +331,110 @@ def _parse_dnat(rule, item, name):
     rule.port = check_port_range(name('port'), item['port'])
     if item.get('destination') is not None:
         rule.destination = _check_unicast(name('destination'), item['destination'])
-    if item.get('to_address') is not None:
+    if item.get('endpoints') is not None:
+        _parse_endpoints(rule, item, name)
+    elif item.get('to_address') is not None:
         rule.to_address = _check_unicast(name('to_address'), item['to_address'])
+        to_port = None
+        if item.get('to_port') is not None:
+            to_port = check_port(name('to_port'), item['to_port'])
+            if rule.port[0] != rule.port[1]:
+                raise ValidationError(name('to_port'), item['to_port'],
+                                      'cannot be combined with a port range (port=%s): a range keeps its ports'
+                                      % _port_text(rule.port))
+        rule.to_port = to_port
+        rule.endpoints = (Target(rule.to_address, (to_port, to_port) if to_port else None),)
     elif rule.present:
-        raise ValidationError(name('to_address'), None, 'dnat needs to_address (the address traffic is forwarded to)')
-    if item.get('to_port') is not None:
-        rule.to_port = check_port(name('to_port'), item['to_port'])
-        if rule.port[0] != rule.port[1]:
-            raise ValidationError(name('to_port'), item['to_port'],
-                                  'cannot be combined with a port range (port=%s): a range keeps its ports'
-                                  % _port_text(rule.port))
+        raise ValidationError(name('to_address'), None, 'dnat needs to_address (the address traffic is forwarded to) '
+                                                        'or endpoints')
+    for key in ('balance', 'affinity_timeout'):
+        if item.get(key) is not None and item.get('endpoints') is None:
+            raise ValidationError(name(key), item.get(key), 'applies only with endpoints')
+    rule.balance = item.get('balance') or 'random'
+    if rule.balance not in BALANCE_MODES:
+        raise ValidationError(name('balance'), rule.balance, 'must be one of %s' % ', '.join(BALANCE_MODES))
+    if item.get('affinity_timeout') is not None:
+        rule.affinity_timeout = check_seconds(name('affinity_timeout'), item['affinity_timeout'])
+    _parse_dnat_source_nat(rule, item, name)
     hairpin = item.get('hairpin')
     rule.hairpin = True if hairpin is None else bool(hairpin)
-    same_family(name('to_address'), rule.destination, rule.to_address)
-    versions = [a.version for a in (rule.destination, rule.to_address) if a is not None]
-    rule.family = versions[0] if versions else None
+    rule.family = _dnat_family(rule, item, name)
+
+
+def _dnat_family(rule, item, name):
+    """The one family of a DNAT's addresses; a mix is reported on the option that differs."""
+    named = [(name('destination'), item.get('destination'), rule.destination)]
+    if item.get('endpoints') is not None:
+        named += [(name('endpoints[%d].address' % index), ep.address, ep.address)
+                  for index, ep in enumerate(rule.endpoints)]
+    else:
+        named.append((name('to_address'), item.get('to_address'), rule.to_address))
+    named.append((name('to_source'), item.get('to_source'), rule.to_source))
+    named = [entry for entry in named if entry[2] is not None]
+    for field, value, address in named[1:]:
+        if address.version != named[0][2].version:
+            raise ValidationError(field, str(value), 'mixes IPv4 and IPv6: this is IPv%d, %s is IPv%d'
+                                  % (address.version, named[0][0], named[0][2].version))
+    return named[0][2].version if named else None
+
+
+def _parse_endpoints(rule, item, name):
+    """``endpoints``: the places a DNAT spreads new flows over (a NodePort's backends)."""
+    if item.get('to_address') is not None or item.get('to_port') is not None:
+        key = 'to_address' if item.get('to_address') is not None else 'to_port'
+        raise ValidationError(name(key), item.get(key), 'is mutually exclusive with endpoints')
+    listed = item['endpoints']
+    if not isinstance(listed, (list, tuple)) or not listed:
+        raise ValidationError(name('endpoints'), listed, 'must be a non-empty list of {address, port}')
+    endpoints = []
+    for index, value in enumerate(listed):
+        field = name('endpoints[%d].' % index)
+        if not isinstance(value, dict) or value.get('address') is None:
+            raise ValidationError(field + 'address', value, 'each endpoint needs an address')
+        unknown = sorted(set(value) - set(('address', 'port')))
+        if unknown:
+            raise ValidationError(field + unknown[0], value[unknown[0]], 'unknown key (allowed: address, port)')
+        address = _check_unicast(field + 'address', value['address'])
+        ports = None
+        if value.get('port') is not None:
+            port = check_port(field + 'port', value['port'])
+            if rule.port[0] != rule.port[1]:
+                raise ValidationError(field + 'port', value['port'], 'cannot be combined with a port range (port=%s): '
+                                                                     'a range keeps its ports' % _port_text(rule.port))
+            ports = (port, port)
+        endpoint = Target(address, ports)
+        if any(other.address == address and (other.ports or rule.port) == (ports or rule.port) for other in endpoints):
+            raise ValidationError(field + 'address', value['address'], 'the same endpoint is listed twice')
+        endpoints.append(endpoint)
+    rule.endpoints = tuple(endpoints)
+    rule.to_address = endpoints[0].address
+
+
+def _parse_dnat_source_nat(rule, item, name):
+    """``source_nat`` of a DNAT: translate the source of the flows it DNAT'ed (and only those), so
+    that a remote endpoint answers through this host."""
+    rule.source_nat = item.get('source_nat') or 'none'
+    if rule.source_nat not in DNAT_SOURCE_NAT:
+        raise ValidationError(name('source_nat'), rule.source_nat, 'must be one of %s' % ', '.join(DNAT_SOURCE_NAT))
+    if item.get('to_source') is not None:
+        if rule.source_nat != 'snat':
+            raise ValidationError(name('to_source'), item['to_source'],
+                                  'applies to a dnat only with source_nat=snat (source_nat is %s)' % rule.source_nat)
+        rule.to_source = _check_unicast(name('to_source'), item['to_source'])
+    elif rule.source_nat == 'snat' and rule.present:
+        raise ValidationError(name('to_source'), None, 'source_nat=snat needs to_source (the address to translate to)')
+
+
+def check_seconds(field, value):
+    try:
+        seconds = int(value)
+    except (TypeError, ValueError):
+        seconds = None
+    if isinstance(value, float) and not value.is_integer():
+        seconds = None
+    if seconds is None or isinstance(value, bool) or not 1 <= seconds <= 86400 * 7:
+        raise ValidationError(field, value, 'must be a number of seconds from 1 to 604800')
+    return seconds
 
 
 def _check_unicast(field, value):
@@ -407,13 +531,15 @@ class LogicalLine(object):
     Matches (all optional): src, dst (networks/addresses), dst_local (the packet is
     addressed to one of the namespace's own addresses), not_dst, in_if, out_if,
     proto, sport, dport ((lo, hi)), ctstate (tuple of 'RELATED', 'ESTABLISHED'),
-    ct_dnat (the flow was DNAT'ed), ct_orig_dst, ct_orig_dport.
+    ct_dnat (the flow was DNAT'ed), ct_orig_dst, ct_orig_dport; pick ((mode, k): one in k of the
+    flows that reach the line, at random or in turn); affinity ((name, 'check' or 'remember',
+    seconds): the source was sent here within the timeout / remember it was).
     Actions: accept, masquerade, snat (to_addr), dnat (to_addr, to_ports or None); masquerade
     and snat with random_fully pick the translated port (or ICMP id) at random.
     """
 
     MATCHES = ('src', 'dst', 'not_dst', 'dst_local', 'in_if', 'out_if', 'proto', 'sport', 'dport',
-               'ctstate', 'ct_dnat', 'ct_orig_dst', 'ct_orig_dport')
+               'ctstate', 'ct_dnat', 'ct_orig_dst', 'ct_orig_dport', 'pick', 'affinity')
 
     def __init__(self, chain, family, action, to_addr=None, to_ports=None, random_fully=False, **matches):
         unknown = set(matches) - set(self.MATCHES)
@@ -441,6 +567,9 @@ def logical_lines(rule):
         # come back by conntrack state; new flows only from allow_from, or DNAT'ed by a rule.
         allowed = [LogicalLine('forward', rule.family, 'accept', src=source, dst=rule.destination,
                                out_if=rule.out_interface) for source in rule.allow_from]
+        allowed += [LogicalLine('forward', rule.family, 'accept', src=source, dst=rule.destination,
+                                out_if=rule.out_interface, proto=protocol, dport=ports)
+                    for protocol, ports, source in rule.allow_ports]
         replies = LogicalLine('forward', rule.family, 'accept', dst=rule.destination, out_if=rule.out_interface,
                               ctstate=('RELATED', 'ESTABLISHED'))
         return allowed + [replies, LogicalLine('forward', rule.family, 'drop', dst=rule.destination,
@@ -467,25 +596,64 @@ def _published(rule, chain):
 
 def _dnat_lines(rule):
     family = rule.family
-    dnat = dict(to_addr=rule.to_address, to_ports=(rule.to_port, rule.to_port) if rule.to_port else None)
-    lines = [LogicalLine('prerouting', family, 'dnat', in_if=rule.in_interface, proto=rule.protocol,
-                         dport=rule.port, **dict(_published(rule, 'prerouting'), **dnat))]
+    lines = _choice_lines(rule, 'prerouting', dict(in_if=rule.in_interface, **_published(rule, 'prerouting')))
+    for endpoint in rule.endpoints:
+        lines.extend(_source_nat_of_dnat(rule, endpoint))
     if rule.hairpin:
         if rule.in_interface:
-            # The target itself reaching its own published address arrives on the
-            # inner interface, not on in_interface: translate it too.
-            lines.append(LogicalLine('prerouting', family, 'dnat', src=rule.to_address, proto=rule.protocol,
-                                     dport=rule.port, **dict(_published(rule, 'prerouting'), **dnat)))
+            # An endpoint reaching its own published address arrives on the inner
+            # interface, not on in_interface: translate it too.
+            for endpoint in rule.endpoints:
+                lines.extend(_choice_lines(rule, 'prerouting', dict(src=endpoint.address,
+                                                                    **_published(rule, 'prerouting'))))
         # Hairpin: the target answering itself would reply directly (to its own
         # address) and bypass the reverse translation; masquerading makes the reply
         # come back through us.
-        lines.append(LogicalLine('postrouting', family, 'masquerade', src=rule.to_address,
-                                 dst=rule.to_address, proto=rule.protocol, dport=rule.target_ports,
-                                 ct_dnat=True))
+        lines.extend(LogicalLine('postrouting', family, 'masquerade', src=endpoint.address, dst=endpoint.address,
+                                 proto=rule.protocol, dport=rule.target_ports(endpoint), ct_dnat=True)
+                     for endpoint in rule.endpoints)
         # Host-originated: locally generated packets skip PREROUTING.
-        lines.append(LogicalLine('output', family, 'dnat', proto=rule.protocol, dport=rule.port,
-                                 **dict(_published(rule, 'output'), **dnat)))
+        lines.extend(_choice_lines(rule, 'output', _published(rule, 'output')))
     return lines
+
+
+def _choice_lines(rule, chain, matches):
+    """The DNAT lines of ``chain`` that pick an endpoint for a new flow. One endpoint: one line.
+    Several: with affinity, first one line per endpoint that sends a client seen within the
+    timeout back to its endpoint; then one line per endpoint, each taking 1/k of the flows that
+    reach it (k = endpoints left), the last one the rest: an even spread, random or in turn."""
+    def dnat(endpoint, **extra):
+        return LogicalLine(chain, rule.family, 'dnat', to_addr=endpoint.address, to_ports=endpoint.ports,
+                           proto=rule.protocol, dport=rule.port, **dict(matches, **extra))
+
+    lines = []
+    if rule.affinity_timeout:
+        lines.extend(dnat(endpoint, affinity=_affinity(rule, endpoint, 'check')) for endpoint in rule.endpoints)
+    left = len(rule.endpoints)
+    for endpoint in rule.endpoints:
+        pick = (rule.balance, left) if left > 1 else None
+        affinity = _affinity(rule, endpoint, 'remember') if rule.affinity_timeout else None
+        lines.append(dnat(endpoint, pick=pick, affinity=affinity))
+        left -= 1
+    return lines
+
+
+def _affinity(rule, endpoint, operation):
+    """(list name, operation, seconds): the clients recently sent to ``endpoint``. The name
+    is derived from the rule, the endpoint and the timeout, so it changes with any of them."""
+    key = '%s %s %s %d' % (rule.rule_ids()[0], endpoint.address, endpoint.ports, rule.affinity_timeout)
+    name = 'lnt_aff_%d_%d_%s' % (rule.family, rule.affinity_timeout, hashlib.sha1(key.encode('utf-8')).hexdigest()[:12])
+    return (name, operation, rule.affinity_timeout)
+
+
+def _source_nat_of_dnat(rule, endpoint):
+    """source_nat of a DNAT: only flows this rule DNAT'ed to ``endpoint`` (conntrack says so),
+    not every flow to that address."""
+    if rule.source_nat == 'none':
+        return []
+    return [LogicalLine('postrouting', rule.family, rule.source_nat, to_addr=rule.to_source, dst=endpoint.address,
+                        proto=rule.protocol, dport=rule.target_ports(endpoint), ct_dnat=True,
+                        ct_orig_dst=rule.destination, ct_orig_dport=rule.port)]
 
 
 def _forward_lines(rule):
@@ -498,16 +666,18 @@ def _forward_lines(rule):
                 LogicalLine('forward', family, 'accept', in_if=rule.out_interface, out_if=rule.in_interface)]
     established = ('RELATED', 'ESTABLISHED')
     if rule.kind == 'dnat':
-        inbound = LogicalLine('forward', family, 'accept', in_if=rule.in_interface, out_if=rule.out_interface,
-                              dst=rule.to_address, proto=rule.protocol, dport=rule.target_ports, ct_dnat=True,
-                              ct_orig_dst=rule.destination, ct_orig_dport=rule.port)
-        replies = LogicalLine('forward', family, 'accept', src=rule.to_address, proto=rule.protocol,
-                              sport=rule.target_ports, ctstate=established)
-        lines = [inbound, replies]
-        if rule.hairpin and rule.in_interface:
-            lines.append(LogicalLine('forward', family, 'accept', src=rule.to_address, dst=rule.to_address,
-                                     proto=rule.protocol, dport=rule.target_ports, ct_dnat=True,
+        lines = []
+        for endpoint in rule.endpoints:
+            ports = rule.target_ports(endpoint)
+            lines.append(LogicalLine('forward', family, 'accept', in_if=rule.in_interface, out_if=rule.out_interface,
+                                     dst=endpoint.address, proto=rule.protocol, dport=ports, ct_dnat=True,
                                      ct_orig_dst=rule.destination, ct_orig_dport=rule.port))
+            lines.append(LogicalLine('forward', family, 'accept', src=endpoint.address, proto=rule.protocol,
+                                     sport=ports, ctstate=established))
+            if rule.hairpin and rule.in_interface:
+                lines.append(LogicalLine('forward', family, 'accept', src=endpoint.address, dst=endpoint.address,
+                                         proto=rule.protocol, dport=ports, ct_dnat=True,
+                                         ct_orig_dst=rule.destination, ct_orig_dport=rule.port))
         return lines
     outbound = LogicalLine('forward', family, 'accept', src=rule.source, dst=rule.destination,
                            in_if=rule.in_interface, out_if=rule.out_interface)
@@ -568,6 +738,19 @@ def iptables_spec(line):
             args += ['--ctorigdst', str(m['ct_orig_dst'])]
         if 'ct_orig_dport' in m:
             args += ['--ctorigdstport', _ports_iptables(m['ct_orig_dport'])]
+    if 'pick' in m:
+        mode, every = m['pick']
+        if mode == 'random':
+            args += ['-m', 'statistic', '--mode', 'random', '--probability', '%.10f' % (1.0 / every)]
+        else:
+            args += ['-m', 'statistic', '--mode', 'nth', '--every', str(every), '--packet', '0']
+    if 'affinity' in m:
+        name, operation, seconds = m['affinity']
+        if operation == 'check':
+            # --update: a returning client renews its timeout, as a new pick would
+            args += ['-m', 'recent', '--update', '--seconds', str(seconds), '--reap', '--name', name, '--rsource']
+        else:
+            args += ['-m', 'recent', '--set', '--name', name, '--rsource']
     return args
 
 
@@ -627,6 +810,14 @@ def nft_expr(line):
         parts.append('ct original %s daddr %s' % (ip, m['ct_orig_dst']))
     if 'ct_orig_dport' in m:
         parts.append('ct original proto-dst %s' % _ports_nft(m['ct_orig_dport']))
+    if 'pick' in m:
+        mode, every = m['pick']
+        parts.append('numgen %s mod %d 0' % ('random' if mode == 'random' else 'inc', every))
+    if 'affinity' in m:
+        name, operation, dummy = m['affinity']
+        if operation == 'check':
+            parts.append('%s saddr @%s' % (ip, name))
+        parts.append('update @%s { %s saddr }' % (name, ip))
     parts.append(_nft_action(line, ip))
     return ' '.join(parts)
 
@@ -782,8 +973,6 @@ def managed_ids(rules, current, purge, namespace):
 _IPT_DNAT_RE = re.compile(r'--to-destination\s+(\S+)')
 _NFT_DNAT_RE = re.compile(r'\bdnat\s+(?:ip6?\s+)?to\s+(\S+)')
 
-Target = namedtuple('Target', 'address ports')
-
 
 def _parse_endpoint(text):
     """'192.168.45.3:80', '[fd45::3]:80', '192.168.45.3', 'fd45::3' -> Target."""
@@ -816,21 +1005,18 @@ def dnat_target(text):
     return _parse_endpoint(match.group(1)) if match else None
 
 
-def wanted_target(rule):
-    return Target(rule.to_address, (rule.to_port, rule.to_port) if rule.to_port else None)
-
-
-Cleanup = namedtuple('Cleanup', 'family protocol destination ports stale_target keep_target')
+Cleanup = namedtuple('Cleanup', 'family protocol destination ports stale_target keep_targets')
 
 
 def conntrack_cleanups(rules, removed, added, namespace, kept=()):
     """What conntrack entries a change made stale, as Cleanup records.
 
-    * a DNAT rule whose target changed or that was removed: entries to the published
-      address/port whose reply comes from the old target (``stale_target``);
-    * a UDP DNAT rule that is new or changed target: every UDP entry to the published
-      port that does not reply from the new target (``keep_target``); without this a
-      client that sent datagrams before the rule existed keeps its untranslated flow.
+    * a DNAT rule that no longer sends flows to a target (an endpoint left, the target
+      changed, the rule was removed): entries to the published address/port whose reply
+      comes from that old target (``stale_target``);
+    * a UDP DNAT rule that is new or lost a target: every UDP entry to the published port
+      that does not reply from one of its targets (``keep_targets``); without this a client
+      that sent datagrams before the rule existed keeps its untranslated flow.
     ``removed``/``added`` are the entries the plan removes/adds in ``namespace``.
     """
     old_targets = {}
@@ -838,25 +1024,26 @@ def conntrack_cleanups(rules, removed, added, namespace, kept=()):
         if entry.role == 'prerouting' and entry.rule_id:
             target = dnat_target(entry.text)
             if target is not None:
-                old_targets.setdefault(entry.rule_id, target)
+                old_targets.setdefault(entry.rule_id, set()).add(target)
     kept_ids = set(entry.rule_id for entry in kept if entry.rule_id)
     added_ids = set(entry.rule_id for entry in added if entry.rule_id)
     wanted = {}
     for rule in rules:
         if rule.namespace == namespace and rule.kind == 'dnat' and rule.present:
-            wanted[rule.rule_ids()[0]] = wanted_target(rule)
+            wanted[rule.rule_ids()[0]] = set(rule.endpoints)
     cleanups = []
     for rid in sorted(set(old_targets) | set(wanted)):
         key = parse_dnat_id(rid)
         if key is None:
             continue
-        old, new = old_targets.get(rid), wanted.get(rid)
-        retargeted = old is not None and old != new
-        if retargeted:
-            cleanups.append(Cleanup(key.family, key.protocol, key.destination, key.ports, old, None))
-        newly_published = old is None and rid in added_ids and rid not in kept_ids
-        if key.protocol == 'udp' and new is not None and (retargeted or newly_published):
-            cleanups.append(Cleanup(key.family, key.protocol, key.destination, key.ports, None, new))
+        old, new = old_targets.get(rid, set()), wanted.get(rid, set())
+        stale = sorted(old - new, key=str)
+        for target in stale:
+            cleanups.append(Cleanup(key.family, key.protocol, key.destination, key.ports, target, None))
+        newly_published = not old and rid in added_ids and rid not in kept_ids
+        if key.protocol == 'udp' and new and (stale or newly_published):
+            cleanups.append(Cleanup(key.family, key.protocol, key.destination, key.ports, None,
+                                    tuple(sorted(new, key=str))))
     return cleanups
 
 
@@ -888,9 +1075,9 @@ def stale_entries(cleanup, entries, local_addresses):
             if cleanup.stale_target.ports and not _in_ports(reply_sport, cleanup.stale_target.ports):
                 continue
             result.append(entry)
-        elif cleanup.keep_target is not None:
-            if reply_src == cleanup.keep_target.address and (
-                    cleanup.keep_target.ports is None or _in_ports(reply_sport, cleanup.keep_target.ports)):
+        elif cleanup.keep_targets:
+            if any(reply_src == target.address and (target.ports is None or _in_ports(reply_sport, target.ports))
+                   for target in cleanup.keep_targets):
                 continue
             result.append(entry)
     return result

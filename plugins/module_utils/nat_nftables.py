@@ -42,6 +42,9 @@ CHAINS = (
 )
 
 _CHAIN_RE = re.compile(r'^\s*chain\s+(\S+)\s*\{')
+_SET_RE = re.compile(r'^\s*set\s+(\S+)\s*\{')
+# The affinity sets our DNAT lines use: lnt_aff_<family>_<timeout>_<digest> (nat_model._affinity).
+_AFFINITY_SET_RE = re.compile(r'@(lnt_aff_([46])_([0-9]+)_[0-9a-f]+)\b')
 _POLICY_RE = re.compile(r'\bpolicy\s+(\w+)\s*;')
 _HANDLE_RE = re.compile(r'^(.*?)\s*#\s*handle\s+(\d+)\s*$')
 _COMMENT_RE = re.compile(r'\bcomment\s+"((?:[^"\\]|\\.)*)"')
@@ -50,10 +53,11 @@ _COMMENT_RE = re.compile(r'\bcomment\s+"((?:[^"\\]|\\.)*)"')
 class NftTable(object):
     """Our table as listed: whether it exists, its chains' policies, its rules."""
 
-    def __init__(self, exists=False, policies=None, entries=None):
+    def __init__(self, exists=False, policies=None, entries=None, sets=None):
         self.exists = exists
         self.policies = policies or {}
         self.entries = entries or []
+        self.sets = sets or []
 
     def policy(self, chain='forward'):
         return self.policies.get(chain, 'accept')
@@ -83,6 +87,10 @@ def parse_listing(text):
         match = _CHAIN_RE.match(raw)
         if match:
             chain = match.group(1)
+            continue
+        match = _SET_RE.match(raw)
+        if match:
+            table.sets.append(match.group(1))
             continue
         if chain is None or not line or line in ('}',):
             if line == '}':
@@ -164,9 +172,15 @@ def plan_table(state, keep, remove, add, policy=None):
             wanted_policy = final_policy if name == 'forward' else 'accept'
             if name not in state.policies or (name == 'forward' and state.policy() != final_policy):
                 lines.append(_chain_line(name, kind, hook, priority, wanted_policy))
+        wanted_sets = affinity_sets(keep + add)
+        for name in sorted(set(wanted_sets) - set(state.sets)):
+            lines.append(_set_line(name, *wanted_sets[name]))
         for entry in remove:
             lines.append('delete rule %s %s handle %d' % (TABLE_REF, entry.chain, entry.handle))
             removed.append(display(entry.chain, entry.text))
+        for name in sorted(set(state.sets) - set(wanted_sets)):
+            if name.startswith('lnt_aff_'):
+                lines.append('delete set %s %s' % (TABLE_REF, name))
         for entry in add:
             before = getattr(entry, 'before', None)
             if before is not None and before.handle is not None:
@@ -179,6 +193,21 @@ def plan_table(state, keep, remove, add, policy=None):
         return []
     commands = ['nft %s' % _quote(line) for line in lines]
     return [Transaction(TABLE_REF, ['nft', '-f', '-'], lines, commands, removed, added, policies)]
+
+
+def affinity_sets(entries):
+    """{set name: (family, timeout)} of the affinity sets ``entries`` refer to."""
+    found = {}
+    for entry in entries:
+        for match in _AFFINITY_SET_RE.finditer(entry.text):
+            found[match.group(1)] = (int(match.group(2)), int(match.group(3)))
+    return found
+
+
+def _set_line(name, family, timeout):
+    # dynamic: the rules add the clients; timeout: a client unseen that long is forgotten
+    return 'add set %s %s { type %s; flags dynamic,timeout; timeout %ds; }' % (
+        TABLE_REF, name, 'ipv4_addr' if family == 4 else 'ipv6_addr', timeout)
 
 
 def _quote(line):

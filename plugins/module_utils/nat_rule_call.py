@@ -56,6 +56,16 @@ def argument_spec():
         hairpin=dict(type='bool'),
         random_fully=dict(type='bool'),
         allow_from=dict(type='list', elements='str'),
+        allow_ports=dict(type='list', elements='dict', options=dict(
+            protocol=dict(type='str', choices=['tcp', 'udp', 'sctp'], default='tcp'),
+            port=dict(type='raw', required=True),
+            source=dict(type='str'))),
+        endpoints=dict(type='list', elements='dict', options=dict(
+            address=dict(type='str', required=True),
+            port=dict(type='int'))),
+        balance=dict(type='str', choices=['random', 'round_robin']),
+        affinity_timeout=dict(type='int'),
+        source_nat=dict(type='str', choices=['none', 'masquerade', 'snat']),
     )
     item = dict(rule, namespace=dict(type='str'), state=dict(type='str', choices=['present', 'absent']))
     item['kind'] = dict(type='str', choices=['masquerade', 'snat', 'dnat', 'isolate'], required=True)

@@ -34,7 +34,8 @@ import socket
 import tempfile
 
 from ansible_collections.linuxnet.netns.plugins.module_utils.links import read_namespace_state
-from ansible_collections.linuxnet.netns.plugins.module_utils.netns_session import entered, namespace_exists, namespace_key
+from ansible_collections.linuxnet.netns.plugins.module_utils.netns_session import (
+    entered, namespace_exists, namespace_key, pids_in_namespace)
 from ansible_collections.linuxnet.netns.plugins.module_utils.nscmd import XTABLES_WAIT
 
 RECORD_FORMAT = 1
@@ -339,18 +340,19 @@ class Convergence(object):
                                        % (subnet, pair['name'], net, ifname))
         addresses = set(str(ipaddress.ip_interface(text).ip) for texts in host.values() for text in texts)
         for rule in (parts.get('nat_rule') or {}).get('rules') or []:
-            if rule.get('kind') in ('masquerade', 'snat') and rule.get('out_interface') \
-                    and link_index(rule['out_interface']) is None:
+            towards = rule.get('source') if rule.get('kind') != 'dnat' else 'port %s' % rule.get('port')
+            egress_checked = rule.get('kind') in ('masquerade', 'snat') or rule.get('endpoints')
+            if egress_checked and rule.get('out_interface') and link_index(rule['out_interface']) is None:
                 message = ('the egress interface %s (out_interface of the %s rule for %s) does not exist on '
-                           'the host' % (rule['out_interface'], rule['kind'], rule.get('source')))
+                           'the host' % (rule['out_interface'], rule['kind'], towards))
                 if self.check_mode:
                     self.warnings.append(message + ' (yet: check mode goes on, a real run fails)')
                 else:
                     self.errors.append(message + '; nothing was changed')
-            if rule.get('kind') == 'snat' and rule.get('to_source') and rule['to_source'] not in addresses:
-                self.errors.append('snat_address %s (to_source of the snat rule for %s) is not an address of the '
+            if rule.get('kind') in ('snat', 'dnat') and rule.get('to_source') and rule['to_source'] not in addresses:
+                self.errors.append('snat_address %s (to_source of the %s rule for %s) is not an address of the '
                                    'host (it has: %s); replies could never come back. Nothing was changed'
-                                   % (rule['to_source'], rule.get('source'), ', '.join(sorted(addresses)) or 'none'))
+                                   % (rule['to_source'], rule['kind'], towards, ', '.join(sorted(addresses)) or 'none'))
 
     # -- the parts --
 
@@ -365,11 +367,14 @@ class Convergence(object):
         if self.state == 'absent':
             namespaces, pairs = [], []
         self.refuse_foreign(namespaces, pairs)
-        if pairs:
+        if pairs or (parts.get('nat_rule') or {}).get('rules'):
             self.check_host(pairs, parts)
         if self.errors:
             raise OwnershipError(self.errors)
-        self.last_gone = not namespaces
+        # Services (DNATs to endpoints on other hosts) keep the host ours without any namespace.
+        rules = [rule for rule in (parts.get('nat_rule') or {}).get('rules') or []
+                 if rule.get('state', 'present') == 'present']
+        self.last_gone = not namespaces and not (rules and self.state != 'absent')
         wanted_names = set(namespaces)
         result = {}
         netns = dict(parts.get('netns') or {})
@@ -393,8 +398,11 @@ class Convergence(object):
             if name in wanted or entry.get('adopted'):
                 continue
             if entry.get('namespace') in self.owned and entry['namespace'] not in wanted_names \
-                    and not self.owned[entry['namespace']].get('adopted'):
-                continue  # goes with its namespace
+                    and not self.owned[entry['namespace']].get('adopted') \
+                    and not pids_in_namespace(entry['namespace']):
+                # goes with its namespace; one that processes keep alive after its name is
+                # removed would keep the pair too, so that pair is deleted by name
+                continue
             if link_index(name) == entry.get('ifindex'):
                 removed.append({'name': name, 'state': 'absent'})
         self.plan_address_removals(pairs)

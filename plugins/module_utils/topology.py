@@ -16,6 +16,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import json
+import os
 
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
@@ -302,6 +303,8 @@ class Topology(object):
             record=owner.path, last=owner.last_gone, adopted=sorted(
                 name for name, entry in ((record or {}).get('namespaces') or {}).items() if entry['adopted']),
             cleanup_backends=list(owner.cleanup_backends),
+            persisted=bool(self.module.params['ownership'].get('persist_unit'))
+            and os.path.exists(self.module.params['ownership']['persist_unit']),
             commands=[format_command(argv) for argv in commands])
 
     def fail(self, failure):

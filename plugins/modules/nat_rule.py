@@ -72,7 +72,8 @@ options:
         O(out_interface) to that interface's address (article step 8).
       - V(snat) translates the source address to O(to_source).
       - V(dnat) publishes O(protocol) O(port) on O(destination) (or on every address of the
-        namespace) and forwards it to O(to_address):O(to_port).
+        namespace) and forwards it to O(to_address):O(to_port), or spreads the new flows over
+        O(endpoints) (a Kubernetes NodePort).
       - V(isolate) drops forwarded packets to the network O(destination) leaving through
         O(out_interface) that no accept of ours let through (published ports, replies, the
         source NAT companions, O(allow_from)), whatever the host's FORWARD policy. Its drop is
@@ -105,7 +106,7 @@ options:
       - O(forward=both) needs O(in_interface) and O(out_interface).
     type: str
   to_source:
-    description: Address to translate the source to (V(snat), required there).
+    description: Address to translate the source to (V(snat), required there; V(dnat) with O(source_nat=snat)).
     type: str
   protocol:
     description: Protocol of the published port (V(dnat), required there).
@@ -150,6 +151,71 @@ options:
         directly (for example another inner namespace's subnet). Not part of the rule's identity.
     type: list
     elements: str
+  endpoints:
+    description:
+      - For V(dnat), instead of O(to_address) and O(to_port), several places the new flows are
+        spread over, as kube-proxy does for a NodePort (see O(balance) and O(affinity_timeout)).
+        Only the first packet of a flow is balanced; later packets follow its conntrack entry.
+      - Changing the list replaces the rule's lines in place; the conntrack entries of an
+        endpoint that left the list are deleted (with O(conntrack_cleanup)).
+    type: list
+    version_added: 0.3.0
+    elements: dict
+    suboptions:
+      address:
+        description: Address of the endpoint (on this host or another one).
+        type: str
+        required: true
+      port:
+        description: Port on the endpoint; when omitted, the published port. Not allowed with a port range.
+        type: int
+  balance:
+    description:
+      - How O(endpoints) share the new flows. V(random) (the default) picks one at random
+        (iptables C(statistic --mode random), nft C(numgen random)); V(round_robin) takes them in
+        turn (C(statistic --mode nth), C(numgen inc)). Either way each endpoint gets an even share.
+    type: str
+    version_added: 0.3.0
+    choices: [random, round_robin]
+  affinity_timeout:
+    description:
+      - For O(endpoints), client-IP affinity, in seconds. A client that got an endpoint within this
+        time gets the same one again (iptables C(recent) lists, nft dynamic sets with a timeout).
+        Unset, every new flow is balanced.
+    type: int
+    version_added: 0.3.0
+  source_nat:
+    description:
+      - For V(dnat), translate the source of the flows this rule DNAT'ed (and only those, by their
+        conntrack status and original port), so that an endpoint on another host answers through
+        this one. V(masquerade) takes the address of the interface towards the endpoint, V(snat)
+        O(to_source).
+      - V(none) (the default) keeps the client's address; the endpoint must then route its replies
+        back through this host.
+    type: str
+    version_added: 0.3.0
+    choices: [none, masquerade, snat]
+  allow_ports:
+    description:
+      - For V(isolate), new flows routed to a port of O(destination) without DNAT that are let
+        through (for example the endpoint of another node's NodePort); optionally only from
+        C(source). Not part of the rule's identity.
+    type: list
+    version_added: 0.3.0
+    elements: dict
+    suboptions:
+      protocol:
+        description: Protocol of the port.
+        type: str
+        choices: [tcp, udp, sctp]
+        default: tcp
+      port:
+        description: The port, or a range C("lo-hi").
+        type: raw
+        required: true
+      source:
+        description: Only from this network (CIDR); when omitted, from anywhere.
+        type: str
   random_fully:
     description:
       - For V(masquerade) and V(snat), pick the translated source port (ICMP id) at random
@@ -227,6 +293,46 @@ options:
         description: As O(allow_from).
         type: list
         elements: str
+      endpoints:
+        description: As O(endpoints).
+        type: list
+        elements: dict
+        suboptions:
+          address:
+            description: As O(endpoints[].address).
+            type: str
+            required: true
+          port:
+            description: As O(endpoints[].port).
+            type: int
+      balance:
+        description: As O(balance).
+        type: str
+        choices: [random, round_robin]
+      affinity_timeout:
+        description: As O(affinity_timeout).
+        type: int
+      source_nat:
+        description: As O(source_nat).
+        type: str
+        choices: [none, masquerade, snat]
+      allow_ports:
+        description: As O(allow_ports).
+        type: list
+        elements: dict
+        suboptions:
+          protocol:
+            description: As O(allow_ports[].protocol).
+            type: str
+            choices: [tcp, udp, sctp]
+            default: tcp
+          port:
+            description: As O(allow_ports[].port).
+            type: raw
+            required: true
+          source:
+            description: As O(allow_ports[].source).
+            type: str
       state:
         description: V(present) or V(absent) (default O(state)).
         type: str
@@ -320,19 +426,20 @@ EXAMPLES = r'''
         to_address: fd45::3
         to_port: 443
 
-- name: NodePort - node B publishes :30000 to a pod behind host C and SNATs so replies return
+- name: NodePort - node B spreads :30000 over two pods on other hosts; only those flows are SNATed
   linuxnet.netns.nat_rule:
     namespace: nodeb
-    rules:
-      - kind: dnat
-        protocol: tcp
-        port: 30000
-        to_address: 172.26.0.3
-        to_port: 8080
-      - kind: snat
-        destination: 172.26.0.3/32
-        out_interface: eth1
-        to_source: 10.0.0.2
+    kind: dnat
+    protocol: tcp
+    port: 30000
+    endpoints:
+      - address: 172.26.0.3
+        port: 8080
+      - address: 172.27.0.3
+        port: 8080
+    balance: random
+    affinity_timeout: 10800
+    source_nat: masquerade
 
 - name: Remove a port forward (and the conntrack entries still leading to its target)
   linuxnet.netns.nat_rule:

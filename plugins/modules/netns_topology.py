@@ -97,6 +97,13 @@ options:
         type: list
         elements: str
         default: []
+      persist_unit:
+        description:
+          - The unit file M(linuxnet.netns.netns_persist) writes; RV(ownership.persisted) then tells
+            whether it exists, so that a caller can remove it when persistence is no longer wanted
+            without a task of its own.
+        type: path
+        version_added: 0.3.0
   netns:
     description:
       - Options of M(linuxnet.netns.netns), usually C(namespaces), the list of namespaces.
@@ -279,6 +286,10 @@ ownership:
       description: Backends emptied of our rules because another one was asked for.
       type: list
       elements: str
+    persisted:
+      description: Whether O(ownership.persist_unit) exists (false when it is not given).
+      type: bool
+      version_added: 0.3.0
     commands:
       description: Commands run to put the host firewall back (policies, empty tables).
       type: list
@@ -307,6 +318,7 @@ def main():
             ownership=dict(type='dict', options=dict(
                 record_dir=dict(type='path', required=True),
                 adopt=dict(type='list', elements='str', default=[]),
+                persist_unit=dict(type='path'),
             )),
             **dict((part, dict(type='json')) for part in parts)
         ),

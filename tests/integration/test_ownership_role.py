@@ -444,6 +444,24 @@ def test_a_veth_end_renamed_by_hand_is_recreated_not_refused(lab):
     applied(lab, wanted, state='absent')
 
 
+def test_a_namespace_kept_alive_by_a_process_leaves_the_list_without_orphaning_its_pair(lab):
+    """A process still runs in a namespace that leaves the list: the namespace loses its name but
+    lives on, and would keep its veth pair. The role deletes that pair by name, so the next run
+    that lists the namespace again builds it afresh instead of refusing its own old host end."""
+    kept, other = lab.inner_name('ok'), lab.inner_name('oo')
+    first = [entry(kept, 46, 'veth1', 'veth2', published=8080), entry(other, 47, 'veth3', 'veth4')]
+    applied(lab, variables('auto', first))
+    with listening(kept):
+        applied(lab, variables('auto', first[1:]))
+        assert kept not in harness.list_netns()
+        assert 'veth1' not in harness.links(lab.host)
+    run = applied(lab, variables('auto', first))
+    assert run.recap('target')['changed'] > 0
+    with listening(kept):
+        assert connect(lab, role_lab.RoleLab.HOST_ADDRESS, 8080) == 'inner %s' % role_lab.RoleLab.OUTSIDE_ADDRESS
+    applied(lab, variables('auto', first), state='absent')
+
+
 def test_the_record_of_a_deleted_host_is_never_applied_to_a_later_one(tmp_path):
     """Host H1 gets namespace X and is then deleted without absent (its record stays). A new
     host namespace H2, which may well get H1's inode again, must not take that record for its

@@ -36,9 +36,9 @@ class TestParseRule:
     def test_dnat_parses_ports_and_defaults_hairpin_on(self):
         r = rule(**WEB)
         assert (r.protocol, r.port, r.to_port, r.family, r.hairpin) == ('tcp', (8080, 8080), 80, 4, True)
-        assert r.target_ports == (80, 80)
+        assert r.target_ports(r.endpoints[0]) == (80, 80)
         ranged = rule(kind='dnat', protocol='udp', port='5000-5010', to_address='fd45::3')
-        assert ranged.port == (5000, 5010) and ranged.target_ports == (5000, 5010) and ranged.family == 6
+        assert ranged.port == (5000, 5010) and ranged.target_ports(ranged.endpoints[0]) == (5000, 5010) and ranged.family == 6
 
     def test_namespace_comes_from_the_item_or_the_default(self):
         assert m.parse_rule('', dict(MASQ), default_namespace='host1').namespace == 'host1'
@@ -66,7 +66,7 @@ class TestParseRule:
         (dict(MASQ, out_interface='x' * 16), 'out_interface', 'at most 15 bytes'),
         (dict(MASQ, to_port=80), 'to_port', 'only to kind dnat'),
         (dict(MASQ, hairpin=True), 'hairpin', 'only to kind dnat'),
-        (dict(MASQ, to_source='10.0.0.1'), 'to_source', 'only to kind snat'),
+        (dict(MASQ, to_source='10.0.0.1'), 'to_source', 'only to kinds snat and dnat'),
         (dict(WEB, random_fully=True), 'random_fully', 'only to kinds masquerade and snat'),
         (dict(MASQ, forward='both'), 'in_interface', 'both must be set'),
         (dict(MASQ, destination='fd00:1::/64'), 'source', 'mixes IPv4 and IPv6'),
@@ -370,7 +370,7 @@ class TestConntrackCleanups:
         new = m.parse_rule('', dict(kind='dnat', protocol='udp', port=53, to_address='192.168.45.3'))
         cleanups = m.conntrack_cleanups([new], [], [prerouting(DNS_ID, 'x')], None)
         assert cleanups == [m.Cleanup(4, 'udp', None, (53, 53), None,
-                                      m.Target(ipaddress.ip_address('192.168.45.3'), None))]
+                                      (m.Target(ipaddress.ip_address('192.168.45.3'), None),))]
 
     def test_nothing_for_unchanged_targets_new_tcp_or_other_namespaces(self):
         same = m.parse_rule('', dict(WEB, forward='none'))
@@ -405,12 +405,12 @@ class TestStaleEntries:
         assert m.stale_entries(cleanup, self.entries, self.local) == [self.entries[0]]
 
     def test_keep_target(self):
-        cleanup = m.Cleanup(4, 'udp', None, (53, 53), None, m.Target(ipaddress.ip_address('192.168.45.4'), None))
+        cleanup = m.Cleanup(4, 'udp', None, (53, 53), None, (m.Target(ipaddress.ip_address('192.168.45.4'), None),))
         assert m.stale_entries(cleanup, self.entries, self.local) == self.entries[:2]
 
     def test_published_address_narrows_it(self):
         cleanup = m.Cleanup(4, 'udp', ipaddress.ip_address('192.168.1.33'), (53, 53), None,
-                            m.Target(ipaddress.ip_address('192.168.45.4'), None))
+                            (m.Target(ipaddress.ip_address('192.168.45.4'), None),))
         assert m.stale_entries(cleanup, self.entries, self.local) == []
 
 

@@ -41,3 +41,17 @@ def test_without_the_role_fact_only_the_links_are_drawn():
 
 def test_the_filter_is_registered():
     assert FilterModule().filters()['netns_mermaid'] is netns_mermaid
+
+
+def test_a_service_draws_one_arrow_per_remote_endpoint():
+    applied = {'namespaces': [], 'services': [
+        {'name': 'web', 'protocol': 'tcp', 'published_port': '30080', 'egress_interface': None,
+         'balance': 'round_robin', 'source_nat': 'none',
+         'endpoints': [{'address': '10.244.2.10', 'port': 80}, {'address': '10.244.3.10', 'port': 8080}]}]}
+    text = netns_mermaid(GATHERED[:1], host='node1', applied=applied)
+    assert text.endswith('\n'.join([
+        '  n_svc_web_0(["web 10.244.2.10:80"])',
+        '  n_host_ -. "DNAT tcp 30080 (round robin 1/2), client address kept" .-> n_svc_web_0',
+        '  n_svc_web_1(["web 10.244.3.10:8080"])',
+        '  n_host_ -. "DNAT tcp 30080 (round robin 1/2), client address kept" .-> n_svc_web_1',
+    ]) + '\n')

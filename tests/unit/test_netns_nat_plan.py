@@ -54,6 +54,7 @@ def without_isolation(plan):
     """The plan as the template made it: the isolate rules of scoped namespaces and their
     allow_from came after it (tests below check them directly)."""
     plan = copy.deepcopy(plan)
+    plan.pop('services', None)  # the template had no services (tests/unit/test_netns_nat_services.py)
     plan['rules'] = [rule for rule in plan['rules'] if rule['kind'] != 'isolate']
     for ns in plan['namespaces']:
         ns.pop('allow_from', None)
@@ -258,7 +259,7 @@ def test_a_namespace_list_that_is_not_a_list(namespaces):
 
 
 def test_empty_list():
-    assert assert_same_as_template([]) == {'errors': [], 'namespaces': [], 'netns': [], 'pairs': [],
+    assert assert_same_as_template([]) == {'errors': [], 'namespaces': [], 'services': [], 'netns': [], 'pairs': [],
                                            'pairs_absent': [], 'routes': [], 'rules': []}
 
 
@@ -374,7 +375,7 @@ def test_the_ownership_option_names_the_record_dir_and_the_adopted_namespaces():
 
 def test_with_topology_the_plan_keeps_only_what_the_role_reads():
     plan = netns_nat_plan([article_namespace()], topology=ROLE_SETTINGS)
-    assert sorted(plan) == ['errors', 'namespaces_json', 'topology']
+    assert sorted(plan) == ['errors', 'namespaces_json', 'services_json', 'topology']
     assert all(isinstance(text, str) for state in ('present', 'absent') for text in plan['topology'][state].values())
     assert json.loads(plan['namespaces_json']) == netns_nat_plan([article_namespace()])['namespaces']
 
