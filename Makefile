@@ -103,7 +103,7 @@ lab: deps
 	  { echo "no lab scenario $(SCENARIO): see lab/scenarios/ and inventory/lab-*.yml"; exit 2; }
 	ansible-playbook -i $(LAB_INVENTORY) $(SCENARIO_VARS) lab/up.yml
 	ansible-playbook -i $(LAB_INVENTORY) $(SCENARIO_VARS) site.yml
-	@echo "The lab is up (README: The main job). Run 'make lab' again: changed=0. 'make lab-down' removes it."
+	@echo "The lab is up (docs/LAB.md). Run 'make lab' again: changed=0. 'make lab-down' removes it."
 
 lab-down: deps
 	ansible-playbook $(addprefix -i ,$(LAB_INVENTORIES)) lab/down.yml

@@ -29,7 +29,6 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import argparse
-import ctypes
 import json
 import os
 import re
@@ -39,25 +38,14 @@ import subprocess
 import sys
 import time
 
-CLONE_NEWNET = 0x40000000
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from whoami import enter_namespace  # noqa: E402  pylint: disable=wrong-import-position
+
 TABLE = 'lnlab_nat_path'
 READY_PORT = 9  # discard: the readiness probe's datagrams to 127.0.0.1 are traced, then dropped by the kernel
 TRACE_RE = re.compile(r'^trace id (\S+) (\S+) (\S+) (\S+) (packet: |rule |verdict |policy )(.*)$')
 COMMENT_RE = re.compile(r'\s*(?:comment "(?:[^"\\]|\\.)*"|counter packets [0-9]+ bytes [0-9]+)')
 TCP_FLAGS = (('fin', 0x01), ('syn', 0x02), ('rst', 0x04), ('psh', 0x08), ('ack', 0x10))
-
-
-def enter_namespace(name):
-    """setns() into /run/netns/NAME (network namespace only)."""
-    path = os.path.join('/run/netns', name)
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.setns(fd, CLONE_NEWNET) != 0:
-            err = ctypes.get_errno()
-            raise OSError(err, 'setns(%s): %s' % (path, os.strerror(err)))
-    finally:
-        os.close(fd)
 
 
 def nft(script):

@@ -8,9 +8,10 @@ This replaced a Jinja template that took about 30 s for 500 namespaces (its cros
 compared every pair of namespaces and of port forwards). The result is the template's, to the
 byte: the same keys in the same order, the same error messages in the same order, the same
 quirks (values are checked in their string form, as Jinja's ``string`` filter makes it, and
-``re.match`` with ``$`` accepts one trailing newline). tests/unit/test_netns_nat_plan.py renders
-the original template next to this filter to prove it. The one addition since, ``random_fully``,
-shows in the plan only for a namespace that sets it.
+``re.match`` with ``$`` accepted one trailing newline, which the filter no longer does).
+tests/unit/test_netns_nat_plan.py compares it with the template's plans, recorded in
+tests/unit/fixtures/netns_nat_plans.json. What was added since (``random_fully``, ``adopt``,
+``reachable_from``, ``allow_inbound``, the isolate rules, ``services``) is compared apart.
 """
 
 from __future__ import absolute_import, division, print_function

@@ -69,3 +69,9 @@ def netns():
 @pytest.fixture
 def run():
     return harness.run_module
+
+
+@pytest.fixture(params=['iptables', 'nftables'])
+def backend(request):
+    """Each NAT backend in turn (tests that take ``backend`` run once per backend)."""
+    return request.param

@@ -22,11 +22,6 @@ HOST1_V6, HOST2_V6, HOST1_INNER_V6, MYSPACE_V6 = 'fd12:1::32', 'fd12:1::15', 'fd
 INNER_NET = '192.168.45.0/24'
 
 
-@pytest.fixture(params=['iptables', 'nftables'])
-def backend(request):
-    return request.param
-
-
 @pytest.fixture
 def lab():
     built = Lab()

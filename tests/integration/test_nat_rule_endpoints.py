@@ -121,11 +121,6 @@ class Lab(object):
             harness.delete_netns(name)
 
 
-@pytest.fixture(params=['iptables', 'nftables'])
-def backend(request):
-    return request.param
-
-
 @pytest.fixture
 def lab():
     built = Lab()

@@ -104,11 +104,6 @@ class Topology(object):
         return harness.forwarding_record(self.host, self.record_dir)
 
 
-@pytest.fixture(params=['iptables', 'nftables'])
-def backend(request):
-    return request.param
-
-
 @pytest.fixture
 def topo(netns, tmp_path):
     return Topology(netns, tmp_path, 'iptables')
