@@ -4,6 +4,7 @@
 #   make lab-down   remove the lab (whichever scenario built it)
 #   make test       install what is needed, then run the whole suite (CI runs exactly this)
 #   make bench      the benchmarks of bench/README.md
+#   make molecule-vm  molecule/vm alone: the role on two qemu VMs over ssh, reboot included
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
@@ -21,10 +22,10 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export LC_ALL := C.UTF-8
 
 .PHONY: help deps apt venv venv07 collection unit sanity integration integration-pyroute2-07 \
-        connection molecule lint build-test test lab lab-down bench clean
+        connection molecule lint build-test test lab lab-down bench clean molecule-vm vm-down vm-apt
 
 help:
-	@sed -n '2,7p' Makefile
+	@sed -n '2,8p' Makefile
 
 apt:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
@@ -81,14 +82,33 @@ molecule: deps
 lint: deps
 	bash tests/lint/run.sh
 
-# The README's test command; .ci/run calls exactly this.
-test: deps
+# molecule/vm: two Debian 12 VMs (qemu; KVM when it boots here, else TCG), all their networking
+# inside the namespace lnvm-net; the image is built once into .build/vm/ (from deb.debian.org).
+VM_APT_PACKAGES := qemu-system-x86 qemu-utils mmdebstrap e2fsprogs lz4 openssh-client
+
+vm-apt:
+	@missing=$$(for p in $(VM_APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing: $$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+molecule-vm: deps vm-apt
+	bash tests/molecule/run.sh vm
+
+vm-down:
+	$(PYTHON_BOOT) tests/vm/lnvm.py down
+
+# The README's test command; .ci/run calls exactly this. LNT_SKIP_VM=1 leaves out molecule/vm
+# locally (about 6 minutes); under CI it always runs.
+RUN_VM := $(if $(and $(LNT_SKIP_VM),$(if $(CI),,yes)),,yes)
+test: deps $(if $(RUN_VM),vm-apt)
 	$(PY) -m pytest -q tests/unit
 	$(PY) -m pytest -q $(XDIST) tests/integration
 	LNT_MODULE_PYTHON=$(PY07) $(PY) -m pytest -q $(XDIST) -m 'not controller_only' $(PYROUTE2_07_TESTS)
 	bash tests/sanity/run.sh
 	bash tests/lint/run.sh
-	bash tests/molecule/run.sh
+	bash tests/molecule/run.sh default multi nodeport shared-snat $(if $(RUN_VM),vm)
 
 # SCENARIO=article (the default), a file of lab/scenarios/ (shared-snat: variables for the
 # article's lab) or a lab of its own, inventory/lab-SCENARIO.yml (nodeport).
@@ -112,4 +132,5 @@ bench: deps
 	$(PY) bench/run.py
 
 clean:
+	-$(PYTHON_BOOT) tests/vm/lnvm.py down
 	rm -rf .build tests/output
