@@ -20,8 +20,6 @@ options:
         C(linuxnet.netns.netns) connection plugin, that is the inventory host's namespace).
       - The namespace must exist; the module never creates it implicitly.
     type: str
-requirements:
-  - pyroute2 >= 0.7.2 on the managed host (Debian 12 C(python3-pyroute2) or PyPI)
 '''
 
     # The standard attributes block (as in community.general's _attributes fragment).

@@ -18,7 +18,7 @@ from ansible_collections.linuxnet.netns.plugins.module_utils.links import (
     interface_is_up, ip_command, set_interface_up)
 from ansible_collections.linuxnet.netns.plugins.module_utils.netns_session import (
     create_namespaces, entered, is_usable_namespace, list_namespaces, namespace_path,
-    pids_in_namespace, remove_namespace, require_pyroute2)
+    pids_in_namespace, remove_namespace)
 from ansible_collections.linuxnet.netns.plugins.module_utils.validation import (
     ValidationError, check_netns_name, check_unique)
 
@@ -191,7 +191,6 @@ def run(module):
     """The netns module's whole call on ``module`` (an AnsibleModule, or the part view of
     netns_topology): ends in module.exit_json or module.fail_json."""
     module.run_command_environ_update = COMMAND_ENVIRON
-    require_pyroute2(module)
 
     wanted, errors = wanted_namespaces(module.params)
     fail_on_errors(module, errors)

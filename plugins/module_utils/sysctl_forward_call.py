@@ -24,7 +24,6 @@ from ansible_collections.linuxnet.netns.plugins.module_utils.common import (
 )
 from ansible_collections.linuxnet.netns.plugins.module_utils.netns_session import (
     namespace_exists,
-    require_pyroute2,
 )
 from ansible_collections.linuxnet.netns.plugins.module_utils.sysctls import (
     ITEM_KEYS,
@@ -244,7 +243,6 @@ def run(module):
     """The sysctl_forward module's whole call on ``module`` (an AnsibleModule, or the part view of
     netns_topology): ends in module.exit_json or module.fail_json."""
     module.run_command_environ_update = COMMAND_ENVIRON
-    require_pyroute2(module)
 
     restore = bool(module.params['restore'])
     wanted, errors = validate_all(module)

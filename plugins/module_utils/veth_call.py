@@ -21,7 +21,7 @@ from ansible_collections.linuxnet.netns.plugins.module_utils.links import (
     describe_errno, ip_command, is_link_local, link_set_commands, link_set_request, netnsid_of,
     read_links, read_namespace_state, sorted_addresses, veth_create_request)
 from ansible_collections.linuxnet.netns.plugins.module_utils.netns_session import (
-    entered, list_namespaces, namespace_exists, namespace_path, require_pyroute2)
+    entered, list_namespaces, namespace_exists, namespace_path)
 from ansible_collections.linuxnet.netns.plugins.module_utils.validation import (
     ValidationError, check_ifname, check_interface_address, check_netns_name)
 
@@ -833,7 +833,6 @@ def run(module):
     """The veth module's whole call on ``module`` (an AnsibleModule, or the part view of
     netns_topology): ends in module.exit_json or module.fail_json."""
     module.run_command_environ_update = COMMAND_ENVIRON
-    require_pyroute2(module)
 
     specs, errors = validate_pairs(module.params)
     fail_on_errors(module, errors)

@@ -24,6 +24,8 @@ description:
   - Filters select entries by protocol, family, addresses (single address or CIDR), ports and NAT
     kind. All given filters must match.
   - Read-only; the module never changes anything.
+requirements:
+  - pyroute2 >= 0.7.2 on the managed host (the conntrack table is read through ctnetlink), Debian 12 C(python3-pyroute2) or PyPI
 extends_documentation_fragment:
   - linuxnet.netns.netns
   - linuxnet.netns.netns.ATTRIBUTES

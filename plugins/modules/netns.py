@@ -23,8 +23,6 @@ description:
     alive. Their PIDs are returned and a warning is issued.
 author:
   - linuxnet.netns contributors (@linuxnet)
-requirements:
-  - pyroute2 >= 0.7.2 on the managed host (Debian 12 C(python3-pyroute2) or PyPI)
 extends_documentation_fragment:
   - linuxnet.netns.netns.ATTRIBUTES
 options:

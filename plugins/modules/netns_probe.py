@@ -240,7 +240,6 @@ from ansible_collections.linuxnet.netns.plugins.module_utils.common import (
 from ansible_collections.linuxnet.netns.plugins.module_utils.netns_session import (
     NamespaceMissing,
     namespace_exists,
-    require_pyroute2,
 )
 from ansible_collections.linuxnet.netns.plugins.module_utils.probe import (
     READY_TIMEOUT,
@@ -381,7 +380,6 @@ def summarize_result(attempts):
 def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
     module.run_command_environ_update = COMMAND_ENVIRON
-    require_pyroute2(module)
     try:
         probe = validate(module.params)
         check_namespaces_exist(probe)

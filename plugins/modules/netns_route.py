@@ -31,6 +31,8 @@ description:
     half-way, the routes this call added, replaced or removed are put back.
 author:
   - linuxnet.netns contributors (@linuxnet)
+requirements:
+  - pyroute2 >= 0.7.2 on the managed host (routes are written through it), Debian 12 C(python3-pyroute2) or PyPI
 extends_documentation_fragment:
   - linuxnet.netns.netns
   - linuxnet.netns.netns.ATTRIBUTES
