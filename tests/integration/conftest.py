@@ -54,11 +54,10 @@ def netns():
     made = []
 
     def factory(tag='ns', create=True):
+        if create:
+            return harness.add_netns(tag, made)
         name = harness.unique_name(tag)
         made.append(name)
-        if create:
-            harness.sh(['ip', 'netns', 'add', name])
-            harness.sh(['ip', '-n', name, 'link', 'set', 'lo', 'up'])
         return name
 
     yield factory

@@ -72,20 +72,12 @@ class Lab(object):
             self.start([sys.executable, '-c', LISTENER, tag, str(TARGET_PORT)], self.ns[tag], expect='ready')
 
     def namespace(self, role, tag):
-        name = harness.unique_name(tag)
-        self.made.append(name)
-        harness.sh(['ip', 'netns', 'add', name])
-        harness.sh(['ip', '-n', name, 'link', 'set', 'lo', 'up'])
-        self.ns[role] = name
-        return name
+        self.ns[role] = harness.add_netns(tag, self.made)
+        return self.ns[role]
 
     @staticmethod
     def wire(ns, ifname, address, peer_ns, peer_address):
-        harness.sh(['ip', '-n', ns, 'link', 'add', ifname, 'type', 'veth', 'peer', 'name', 'eth0',
-                    'netns', peer_ns])
-        for where, name, cidr in ((ns, ifname, address), (peer_ns, 'eth0', peer_address)):
-            harness.sh(['ip', '-n', where, 'addr', 'add', cidr + '/24', 'dev', name])
-            harness.sh(['ip', '-n', where, 'link', 'set', name, 'up'])
+        harness.wire(ns, ifname, address + '/24', peer_ns, 'eth0', peer_address + '/24')
 
     def start(self, argv, ns, expect=None):
         """A process in ``ns``; returns its first line of output (``expect``: required)."""

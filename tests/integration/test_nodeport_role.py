@@ -46,7 +46,7 @@ class Cluster(object):
         self.nodes = {'node1': self.node1}
         harness.sh(['ip', '-n', self.switch, 'link', 'add', 'br0', 'type', 'bridge'])
         harness.sh(['ip', '-n', self.switch, 'link', 'set', 'br0', 'up'])
-        self._wire(self.node1, 'ext0', NODE1_EXT, self.client, 'eth0', CLIENT, prefix=24)
+        harness.wire(self.node1, 'ext0', NODE1_EXT + '/24', self.client, 'eth0', CLIENT + '/24')
         harness.sh(['ip', '-n', self.client, 'route', 'add', 'default', 'via', NODE1_EXT])
         self._plug(self.node1, NODE1, 'p1')
         for name, (address, net) in sorted(NODES.items()):
@@ -62,18 +62,7 @@ class Cluster(object):
         self.pristine = self.snapshot()
 
     def _namespace(self, tag):
-        name = harness.unique_name(tag)
-        self.made.append(name)
-        harness.sh(['ip', 'netns', 'add', name])
-        harness.sh(['ip', '-n', name, 'link', 'set', 'lo', 'up'])
-        return name
-
-    @staticmethod
-    def _wire(ns, ifname, address, peer_ns, peer, peer_address, prefix=24):
-        harness.sh(['ip', '-n', ns, 'link', 'add', ifname, 'type', 'veth', 'peer', 'name', peer, 'netns', peer_ns])
-        for where, name, cidr in ((ns, ifname, address), (peer_ns, peer, peer_address)):
-            harness.sh(['ip', '-n', where, 'addr', 'add', '%s/%d' % (cidr, prefix), 'dev', name])
-            harness.sh(['ip', '-n', where, 'link', 'set', name, 'up'])
+        return harness.add_netns(tag, self.made)
 
     def _plug(self, ns, address, port_name):
         """ns's eth0 on the cluster bridge."""

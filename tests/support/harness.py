@@ -92,6 +92,24 @@ def delete_netns(name):
     sh(['ip', 'netns', 'delete', name], check=False)
 
 
+def add_netns(tag, made):
+    """A new uniquely named namespace with loopback up; its name is appended to ``made`` (the
+    caller's list of what to delete) before it exists, so a failure half-way is cleaned up too."""
+    name = unique_name(tag)
+    made.append(name)
+    sh(['ip', 'netns', 'add', name])
+    sh(['ip', '-n', name, 'link', 'set', 'lo', 'up'])
+    return name
+
+
+def wire(ns, ifname, cidr, peer_ns, peer, peer_cidr):
+    """A veth from ``ns`` (ifname, cidr) to ``peer_ns`` (peer, peer_cidr), both ends up."""
+    sh(['ip', '-n', ns, 'link', 'add', ifname, 'type', 'veth', 'peer', 'name', peer, 'netns', peer_ns])
+    for where, name, address in ((ns, ifname, cidr), (peer_ns, peer, peer_cidr)):
+        sh(['ip', '-n', where, 'addr', 'add', address, 'dev', name])
+        sh(['ip', '-n', where, 'link', 'set', name, 'up'])
+
+
 def _ip_json(ns, args):
     argv = (['ip', '-n', ns] if ns else ['ip']) + ['-j'] + list(args)
     out = sh(argv, check=False).strip()

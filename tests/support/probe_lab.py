@@ -24,11 +24,7 @@ class Lab(object):
         self.namespaces = []
 
     def namespace(self, tag):
-        name = harness.unique_name(tag)
-        self.namespaces.append(name)
-        harness.sh(['ip', 'netns', 'add', name])
-        harness.sh(['ip', '-n', name, 'link', 'set', 'lo', 'up'])
-        return name
+        return harness.add_netns(tag, self.namespaces)
 
     def veth(self, ns_a, if_a, ns_b, if_b):
         harness.sh(['ip', '-n', ns_a, 'link', 'add', if_a, 'type', 'veth', 'peer', 'name', if_b, 'netns', ns_b])

@@ -249,11 +249,7 @@ class RoleLab(object):
                                          {'target': {'ansible_netns_name': self.host}})
 
     def _namespace(self, tag):
-        name = harness.unique_name(tag)
-        self.made.append(name)
-        harness.sh(['ip', 'netns', 'add', name])
-        harness.sh(['ip', '-n', name, 'link', 'set', 'lo', 'up'])
-        return name
+        return harness.add_netns(tag, self.made)
 
     def inner_name(self, tag):
         """A unique name for a namespace the role will create (removed by close())."""
