@@ -13,10 +13,12 @@ Shapes (built directly with iptables-restore / nft -f, not through the role; the
 is rendered by the collection's own nat_model, so it is exactly what the backends write):
 
 - iptables: chain LNT-PREROUTING (nat), jumped to from PREROUTING, one DNAT rule per port
-  (nat_model.iptables_entries); iptables is iptables-nft or legacy, whichever the host has;
-- nft-rules: table inet linuxnet_netns, chain prerouting, one rule per port (nft_entries);
-- nft-map: the same table and chain with ONE rule, `dnat ip to ip daddr . tcp dport map
-  @lnt_dnat4`, and a map of P elements (published address . port : target . port).
+  (nat_iptables.iptables_entries); iptables is iptables-nft or legacy, whichever the host has;
+- nft-rules: table inet linuxnet_netns, chain prerouting, one rule per port (each line rendered
+  as a rule with nat_nftables.nft_expr: what the nft backend wrote up to 0.3.0);
+- nft: what the nft backend writes now (nat_nftables.nft_entries + plan_table on an empty
+  table): ONE rule, `dnat ip to ip daddr . tcp dport map @lnt_prerouting_...`, and a map of P
+  elements (published address . port : target . port), each tagged with its rule's comment.
 
 A client process in the client namespace connects to the LAST published port (the worst
 case of a linear rule list: its first packet walks all P rules) again and again, closing
@@ -44,14 +46,13 @@ BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 REPO_ROOT = os.path.dirname(BENCH_DIR)
 COLLECTIONS_ROOT = os.path.join(REPO_ROOT, '.build', 'collections')
 
-SHAPES = ('iptables', 'nft-rules', 'nft-map')
+SHAPES = ('iptables', 'nft-rules', 'nft')
 PUBLISHED_ADDRESS = '10.99.1.1'
 CLIENT_ADDRESS = '10.99.1.2'
 ROUTER_TARGET_SIDE = '10.99.2.1'
 TARGET_ADDRESS = '10.99.2.2'
 TARGET_PORT = 80
 FIRST_PORT = 20000
-MAP_NAME = 'lnt_dnat4'
 # A connect() slower than this waited for a SYN retransmission (a dropped SYN): counted,
 # so that a figure hiding drops shows it.
 SLOW_CONNECT = 0.5
@@ -60,11 +61,13 @@ CLIENT_PORT_RANGE = (1024, 65535)
 
 # --- rule sets ----------------------------------------------------------------------------
 
-def nat_model():
+def nat_modules():
+    """The collection's rule model and its two backends (imported here: the client and server
+    processes of this file do not need them)."""
     if COLLECTIONS_ROOT not in sys.path:
         sys.path.insert(0, COLLECTIONS_ROOT)
-    from ansible_collections.linuxnet.netns.plugins.module_utils import nat_model as model
-    return model
+    from ansible_collections.linuxnet.netns.plugins.module_utils import nat_iptables, nat_model, nat_nftables
+    return nat_model, nat_iptables, nat_nftables
 
 
 def published_ports(count):
@@ -74,7 +77,7 @@ def published_ports(count):
 def dnat_rules(count):
     """The role's DNAT rule for each published port (as plugins/filter/netns_nat.py makes
     them: destination, to_address, to_port, out_interface, scoped forward, hairpin default)."""
-    model = nat_model()
+    model, ipt, nft = nat_modules()
     items = [('rules[%d].' % k, {
         'kind': 'dnat', 'protocol': 'tcp', 'port': port, 'destination': PUBLISHED_ADDRESS,
         'to_address': TARGET_ADDRESS, 'to_port': TARGET_PORT, 'out_interface': 'vt',
@@ -85,42 +88,32 @@ def dnat_rules(count):
 def iptables_ruleset(count):
     """iptables-restore input: LNT-PREROUTING with our DNAT lines, entered from PREROUTING
     (only the prerouting lines: they are what the first packet's DNAT lookup walks)."""
-    model = nat_model()
-    chain = model.IPTABLES_CHAINS['prerouting'][1]
-    entries = model.iptables_entries(dnat_rules(count), roles=('prerouting',))
+    model, ipt, nft = nat_modules()
+    chain = ipt.IPTABLES_CHAINS['prerouting'][1]
+    entries = ipt.iptables_entries(dnat_rules(count), roles=('prerouting',))
     lines = ['*nat', ':%s - [0:0]' % chain,
              '-A PREROUTING -m comment --comment "%s" -j %s' % (model.JUMP_TAG, chain)]
     lines += ['-A %s %s' % (entry.chain, entry.text) for entry in entries]
     return '\n'.join(lines + ['COMMIT']) + '\n'
 
 
-def nft_table_head(model):
-    table = '%s %s' % (model.NFT_FAMILY, model.NFT_TABLE)
-    return table, ['add table %s' % table,
-                   'add chain %s prerouting { type nat hook prerouting priority -100; policy accept; }' % table]
-
-
 def nft_rules_ruleset(count):
     """nft -f input: our table and prerouting chain, one rule per published port."""
-    model = nat_model()
-    table, lines = nft_table_head(model)
-    lines += ['add rule %s %s %s' % (table, entry.chain, entry.text)
-              for entry in model.nft_entries(dnat_rules(count)) if entry.role == 'prerouting']
+    model, ipt, nft = nat_modules()
+    table = '%s %s' % (nft.NFT_FAMILY, nft.NFT_TABLE)
+    lines = ['add table %s' % table,
+             'add chain %s prerouting { type nat hook prerouting priority -100; policy accept; }' % table]
+    lines += ['add rule %s prerouting %s' % (table, nft.nft_expr(line))
+              for dummy_rid, line in model.ordered_lines(dnat_rules(count)) if line.chain == 'prerouting']
     return '\n'.join(lines) + '\n'
 
 
-def nft_map_ruleset(count):
-    """nft -f input: the same chain with one rule looking the (address, port) up in a map."""
-    model = nat_model()
-    table, lines = nft_table_head(model)
-    lines.append('add map %s %s { type ipv4_addr . inet_service : ipv4_addr . inet_service; }'
-                 % (table, MAP_NAME))
-    elements = ['%s . %d : %s . %d' % (PUBLISHED_ADDRESS, port, TARGET_ADDRESS, TARGET_PORT)
-                for port in published_ports(count)]
-    for start in range(0, len(elements), 500):  # several add element lines keep each one short
-        lines.append('add element %s %s { %s }' % (table, MAP_NAME, ', '.join(elements[start:start + 500])))
-    lines.append('add rule %s prerouting dnat ip to ip daddr . tcp dport map @%s' % (table, MAP_NAME))
-    return '\n'.join(lines) + '\n'
+def nft_backend_ruleset(count):
+    """nft -f input: the batch the nft backend writes for the DNAT lines on an empty table."""
+    model, ipt, nft = nat_modules()
+    entries = [entry for entry in nft.nft_entries(dnat_rules(count)) if entry.role == 'prerouting']
+    [batch] = nft.plan_table(nft.NftTable(), [], [], entries)
+    return batch.data
 
 
 def ruleset(shape, count):
@@ -129,8 +122,8 @@ def ruleset(shape, count):
         return ['iptables-restore', '-w', '--noflush'], iptables_ruleset(count)
     if shape == 'nft-rules':
         return ['nft', '-f', '-'], nft_rules_ruleset(count)
-    if shape == 'nft-map':
-        return ['nft', '-f', '-'], nft_map_ruleset(count)
+    if shape == 'nft':
+        return ['nft', '-f', '-'], nft_backend_ruleset(count)
     raise ValueError('unknown shape %s' % shape)
 
 
@@ -138,7 +131,7 @@ def rule_count(shape, text):
     """How many rules the first packet can walk in the DNAT chain(s) of ``text``."""
     if shape == 'iptables':
         return sum(1 for line in text.splitlines() if line.startswith('-A '))
-    return sum(1 for line in text.splitlines() if line.startswith('add rule '))
+    return sum(1 for line in text.splitlines() if line.startswith(('add rule ', 'insert rule ')))
 
 
 # --- the namespaces -----------------------------------------------------------------------
@@ -222,8 +215,8 @@ class DataplaneLab(object):
 def check_last_rule(point, connections, result):
     """The last DNAT rule must have matched every connection (packets of its counter: the
     first packet of each connection only): no connection got through without a lookup."""
-    model = nat_model()
-    chain = model.IPTABLES_CHAINS['prerouting'][1]
+    model, ipt, nft = nat_modules()
+    chain = ipt.IPTABLES_CHAINS['prerouting'][1]
     out = point.lab.sh(['ip', 'netns', 'exec', point.router, 'iptables', '-w', '-t', 'nat', '-L', chain,
                         '-v', '-x', '-n'])
     packets = int(out.strip().splitlines()[-1].split()[0])

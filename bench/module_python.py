@@ -10,7 +10,11 @@ and sets ansible_python_interpreter to that script. We run REAL_PYTHON with Ansi
 arguments (the AnsiballZ script's path, or the script on stdin when pipelining), wait
 for it with wait4(2) and append one JSON line to LOG: the module name, the peak resident
 set size of that process (ru_maxrss, which also covers the children it waited for, such
-as iptables-restore) and its wall time.
+as iptables-restore), the peak of the module's python process alone (VmHWM of
+/proc/PID/status, read every SAMPLE_SECONDS while it runs: a process that has exited has no
+memory map left to read, so this is the last reading, a lower bound that can only miss
+what grew in the last interval) and its wall time. The two agree when the python process
+itself is the largest of the tree.
 
 With --profile-dir the module runs under cProfile and its statistics land in
 DIR/<module>-<pid>.prof. ``python -m cProfile`` cannot be used: AnsiballZ removes the
@@ -28,6 +32,7 @@ import time
 
 SCRIPT_MODULE = re.compile(r'AnsiballZ_([A-Za-z0-9_]+)\.py$')
 PAYLOAD_MODULE = re.compile(rb"^module_fqn='([A-Za-z0-9_.]+)',", re.MULTILINE)
+SAMPLE_SECONDS = 0.01
 
 
 def parse():
@@ -74,6 +79,31 @@ def run_profiled(out, argv):
         profiler.dump_stats(out)
 
 
+def high_water_kb(pid):
+    """VmHWM of a running process in kB (None once it has exited)."""
+    try:
+        with open('/proc/%d/status' % pid) as handle:
+            for line in handle:
+                if line.startswith('VmHWM:'):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def wait_sampling(pid):
+    """wait4() the child; meanwhile read its VmHWM. Returns (status, rusage, VmHWM kB)."""
+    hwm = 0
+    while True:
+        done, status, usage = os.wait4(pid, os.WNOHANG)
+        if done:
+            return status, usage, hwm
+        reading = high_water_kb(pid)
+        if reading:
+            hwm = max(hwm, reading)
+        time.sleep(SAMPLE_SECONDS)
+
+
 def measure(args):
     argv = list(args.rest)
     scripts = [a for a in argv if not a.startswith('-')]
@@ -95,7 +125,7 @@ def measure(args):
             os.execv(args.real, [args.real] + argv)
         finally:
             os._exit(127)
-    dummy_pid, status, usage = os.wait4(pid, 0)
+    status, usage, hwm = wait_sampling(pid)
     seconds = time.monotonic() - started
     if stdin_script:
         os.unlink(stdin_script)
@@ -104,6 +134,7 @@ def measure(args):
         handle.write(json.dumps({
             'module': name,
             'maxrss_kb': usage.ru_maxrss,
+            'vmhwm_kb': hwm,
             'seconds': round(seconds, 4),
             'status': code,
         }) + '\n')

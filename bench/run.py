@@ -37,6 +37,7 @@ sys.path.insert(0, REPO_ROOT)
 
 import dataplane  # noqa: E402  (bench/dataplane.py, next to this file)
 import lab  # noqa: E402  (bench/lab.py, next to this file)
+from module_python import SAMPLE_SECONDS as MEMORY_SAMPLE_SECONDS  # noqa: E402
 
 VENV_BIN = os.path.join(REPO_ROOT, '.venv', 'bin')
 ANSIBLE_PLAYBOOK = os.path.join(VENV_BIN, 'ansible-playbook')
@@ -415,7 +416,9 @@ class Bench(object):
         self.loads = []
         self.steals = []
         self.tasks = {}      # (n, phase) -> [task list per run] (role only)
-        self.rss = {}        # n -> {module: peak kB}
+        self.rss = {}        # n -> {module: peak kB}: the larger of the two below
+        self.maxrss = {}     # n -> {module: kB}: wait4 ru_maxrss (the process and the children it waited for)
+        self.hwm = {}        # n -> {module: kB}: VmHWM of the module's python alone, sampled while it ran
         self.module_calls = {}
         self.dataplane = {}  # (shape, published ports) -> [client result per run]
 
@@ -544,18 +547,26 @@ class Bench(object):
         topology = self.fresh(1, n)
         python, log = wrapper_python(self.ws, self.options.module_python)
         self.role_cycle(topology, python, 'memory N=%d' % n)
-        peaks, calls = {}, {}
+        maxrss, hwm, calls = {}, {}, {}
         with open(log) as handle:
             for line in handle:
                 entry = json.loads(line)
-                peaks[entry['module']] = max(peaks.get(entry['module'], 0), entry['maxrss_kb'])
-                calls[entry['module']] = calls.get(entry['module'], 0) + 1
-        self.rss[n] = peaks
+                module = entry['module']
+                maxrss[module] = max(maxrss.get(module, 0), entry['maxrss_kb'])
+                hwm[module] = max(hwm.get(module, 0), entry.get('vmhwm_kb') or 0)
+                calls[module] = calls.get(module, 0) + 1
+        # The kernel updates a process's high-water mark lazily: a reading of VmHWM while it
+        # runs can be a little above the ru_maxrss it leaves at exit. The peak is the larger.
+        self.rss[n] = dict((m, max(kb, hwm.get(m, 0))) for m, kb in maxrss.items())
+        self.maxrss[n] = maxrss
+        self.hwm[n] = hwm
         self.module_calls[n] = calls
-        ours = dict((m, kb) for m, kb in peaks.items() if m in OUR_MODULES)
+        ours = dict((m, kb) for m, kb in self.rss[n].items() if m in OUR_MODULES)
         top = max(ours.items(), key=lambda item: item[1]) if ours else ('-', 0)
-        self.say('memory  N=%-4d peak module RSS %.1f MB (%s); module calls per cycle: %s' % (
-            n, top[1] / 1024.0, top[0], ', '.join('%s=%d' % kv for kv in sorted(calls.items()))))
+        self.say('memory  N=%-4d peak module RSS %.1f MB (%s: wait4 ru_maxrss %.1f MB, its python alone,'
+                 ' sampled VmHWM, %.1f MB); module calls per cycle: %s' % (
+                     n, top[1] / 1024.0, top[0], maxrss.get(top[0], 0) / 1024.0, hwm.get(top[0], 0) / 1024.0,
+                     ', '.join('%s=%d' % kv for kv in sorted(calls.items()))))
         lab.cleanup()
 
     def fleet(self):
@@ -684,32 +695,132 @@ def peak_rss_mb(rss, n):
 
 
 def target_checks(fig, rss):
-    """[(target, measured text, met: True/False/None)] for the targets of issue 5."""
-    checks = []
+    """{issue: [(target, measured text, met: True/False/None)]} for the targets of issue 5
+    (against the shell loop and the builtin playbook) and of issue 14 (against the expert
+    script, N=2000, memory). Only a functional failure makes a run fail; a missed target is
+    reported, not raised."""
+    checks = {5: [], 14: []}
 
-    def check(text, value, limit, fmt, at_least=False):
+    def check(issue, text, value, limit, fmt, at_least=False):
         if value is None:
-            checks.append((text, 'not measured', None))
+            checks[issue].append((text, 'not measured', None))
         else:
-            checks.append((text, fmt(value), value >= limit if at_least else value <= limit))
+            checks[issue].append((text, fmt(value), value >= limit if at_least else value <= limit))
 
     def faster(value):
         return '%.1fx faster' % value
 
-    f100, f500 = fig.get(100, {}), fig.get(500, {})
-    check('N=100 converge <= 1.0x shell loop', ratio(f100.get('converge'), f100.get('shell')), 1.0, fmt_ratio)
-    check('N=100 re-run <= 0.75x shell loop', ratio(f100.get('rerun'), f100.get('shell')), 0.75, fmt_ratio)
-    check('N=100 converge >= 20x faster than builtin playbook',
+    def mb(value):
+        return '%.1f MB' % value
+
+    f100, f500, f2000 = fig.get(100, {}), fig.get(500, {}), fig.get(2000, {})
+    check(5, 'N=100 converge <= 1.0x shell loop', ratio(f100.get('converge'), f100.get('shell')), 1.0, fmt_ratio)
+    check(5, 'N=100 re-run <= 0.75x shell loop', ratio(f100.get('rerun'), f100.get('shell')), 0.75, fmt_ratio)
+    check(5, 'N=100 converge >= 20x faster than builtin playbook',
           ratio(f100.get('builtin'), f100.get('converge')), 20.0, faster, at_least=True)
-    check('N=100 re-run >= 20x faster than builtin playbook',
+    check(5, 'N=100 re-run >= 20x faster than builtin playbook',
           ratio(f100.get('builtin'), f100.get('rerun')), 20.0, faster, at_least=True)
-    check('N=500 converge <= 0.3x shell loop', ratio(f500.get('converge'), f500.get('shell')), 0.3, fmt_ratio)
-    check('N=500 re-run <= 0.15x shell loop', ratio(f500.get('rerun'), f500.get('shell')), 0.15, fmt_ratio)
+    check(5, 'N=500 converge <= 0.3x shell loop', ratio(f500.get('converge'), f500.get('shell')), 0.3, fmt_ratio)
+    check(5, 'N=500 re-run <= 0.15x shell loop', ratio(f500.get('rerun'), f500.get('shell')), 0.15, fmt_ratio)
     for phase in PHASES:
-        check('growth N=100 -> 500 of role %s <= 5x' % phase,
+        check(5, 'growth N=100 -> 500 of role %s <= 5x' % phase,
               ratio(f500.get(phase), f100.get(phase)), 5.0, fmt_ratio)
-    check('peak module RSS at N=500 <= 100 MB', peak_rss_mb(rss, 500), 100.0, lambda v: '%.1f MB' % v)
+    check(5, 'peak module RSS at N=500 <= 100 MB', peak_rss_mb(rss, 500), 100.0, mb)
+
+    check(14, 'N=100 converge <= 2.0x expert script',
+          ratio(f100.get('converge'), f100.get('expert_converge')), 2.0, fmt_ratio)
+    check(14, 'N=500 converge <= 1.0x expert script',
+          ratio(f500.get('converge'), f500.get('expert_converge')), 1.0, fmt_ratio)
+    check(14, 'N=500 re-run <= 0.5x expert script',
+          ratio(f500.get('rerun'), f500.get('expert_rerun')), 0.5, fmt_ratio)
+    missing = [key for key in PHASES + tuple('expert_' + phase for phase in PHASES) if f2000.get(key) is None]
+    if len(missing) == 2 * len(PHASES):
+        checks[14].append(('N=2000 in the table (role and expert: converge, re-run, teardown)', 'not measured', None))
+    else:
+        checks[14].append(('N=2000 in the table (role and expert: converge, re-run, teardown)',
+                           'missing: %s' % ', '.join(missing) if missing else 'all 6 phases', not missing))
+    for phase in PHASES:
+        check(14, 'growth N=500 -> 2000 of role %s <= 4x' % phase,
+              ratio(f2000.get(phase), f500.get(phase)), 4.0, fmt_ratio)
+    check(14, 'peak module RSS at N=2000 <= 200 MB', peak_rss_mb(rss, 2000), 200.0, mb)
     return checks
+
+
+def target_lines(checks):
+    """The targets table of each issue that has at least one measured target."""
+    lines = []
+    for issue in sorted(checks, reverse=True):
+        rows = checks[issue]
+        if not any(met is not None for dummy_text, dummy_value, met in rows):
+            continue
+        lines += ['', '## Targets (issue %d)' % issue, '', '| target | measured | |', '|---|---:|---|']
+        for text, value, met in rows:
+            lines.append('| %s | %s | %s |' % (text, value, {True: 'met', False: '**missed**',
+                                                             None: 'not measured'}[met]))
+    return lines
+
+
+def verdict_lines(checks, status):
+    """One line per issue: which targets are met, missed, not measured; and what the exit
+    status means (functional failures only)."""
+    lines = []
+    for issue in sorted(checks, reverse=True):
+        rows = checks[issue]
+        if not any(met is not None for dummy_text, dummy_value, met in rows):
+            continue
+        met = [text for text, dummy_value, ok in rows if ok]
+        missed = ['%s (%s)' % (text, value) for text, value, ok in rows if ok is False]
+        unmeasured = [text for text, dummy_value, ok in rows if ok is None]
+        lines.append('Issue %d targets: %d of %d met; missed: %s%s.' % (
+            issue, len(met), len(rows), '; '.join(missed) or 'none',
+            '; not measured: %s' % '; '.join(unmeasured) if unmeasured else ''))
+    if status:
+        lines.append('Exit status %d: a functional check failed or the run was stopped.' % status)
+    else:
+        lines.append('Exit status 0: every functional check passed (probes, re-runs with changed=0, '
+                     'clean teardowns, root namespace unchanged); missed targets do not fail the run.')
+    return lines
+
+
+def growth_lines(fig, rss):
+    """How each phase grows from one N to the next (role and expert), and the peak module RSS."""
+    sizes = [n for n in sorted(fig) if isinstance(n, int)]
+    if len(sizes) < 2:
+        return []
+    keys = [(phase, 'role ' + name) for phase, name in zip(PHASES, ('converge', 're-run', 'teardown'))]
+    keys += [('expert_' + phase, 'expert ' + name) for phase, name in zip(PHASES, ('converge', 're-run', 'teardown'))]
+    keys = [(key, name) for key, name in keys if any(fig[n].get(key) is not None for n in sizes)]
+    head = ['N -> N'] + [name for dummy_key, name in keys] + ['peak module RSS']
+    lines = ['', '## Growth with N (time at the larger N / time at the smaller N)', '',
+             '| %s |' % ' | '.join(head), '|%s' % ('---:|' * len(head))]
+    for low, high in zip(sizes, sizes[1:]):
+        cells = ['%d -> %d (x%g)' % (low, high, high / float(low))]
+        cells += [fmt_ratio(ratio(fig[high].get(key), fig[low].get(key))) for key, dummy_name in keys]
+        low_rss, high_rss = peak_rss_mb(rss, low), peak_rss_mb(rss, high)
+        cells.append('%s -> %s' % ('%.1f MB' % low_rss if low_rss else '-', '%.1f MB' % high_rss if high_rss else '-'))
+        lines.append('| %s |' % ' | '.join(cells))
+    return lines
+
+
+def expert_lines(fig, rss):
+    """The figures issue 14 names: the role against the expert script at each N, with the
+    peak RSS of the module process."""
+    sizes = [n for n in sorted(fig) if any(fig[n].get('expert_' + phase) for phase in PHASES)]
+    if not sizes:
+        return []
+    head = ['N', 'role converge', 'expert converge', 'converge/expert', 'role re-run', 'expert re-run',
+            're-run/expert', 'role teardown', 'expert teardown', 'teardown/expert', 'peak module RSS']
+    lines = ['', '## The role against the expert script (issue 14; wall time, medians)', '',
+             '| %s |' % ' | '.join(head), '|%s' % ('---:|' * len(head))]
+    for n in sizes:
+        f = fig[n]
+        cells = [str(n)]
+        for phase in PHASES:
+            cells += [fmt_s(f[phase]), fmt_s(f['expert_' + phase]), fmt_ratio(ratio(f[phase], f['expert_' + phase]))]
+        peak = peak_rss_mb(rss, n)
+        cells.append('%.1f MB' % peak if peak else '-')
+        lines.append('| %s |' % ' | '.join(cells))
+    return lines
 
 
 def round_ratios(samples, n, phase, baseline='shell'):
@@ -836,10 +947,9 @@ def render(bench, options, status):
     expert = 'expert' in bench.samples
     if wall:
         lines += timing_table(wall, '## Wall time (the targets are on these)', expert)
-        lines += ['', '## Targets (issue 5)', '', '| target | measured | |', '|---|---:|---|']
-        for text, value, met in target_checks(wall, bench.rss):
-            lines.append('| %s | %s | %s |' % (text, value, {True: 'met', False: '**missed**',
-                                                             None: 'not measured'}[met]))
+        lines += expert_lines(wall, bench.rss)
+        lines += growth_lines(wall, bench.rss)
+        lines += target_lines(target_checks(wall, bench.rss))
         lines += round_table(bench.samples, expert)
         lines += timing_table(cpu, '## CPU time (user + system of the whole process tree; '
                                    'less sensitive to a busy machine)', expert)
@@ -855,12 +965,20 @@ def render(bench, options, status):
                 fmt_s(median(metrics.get('teardown', []))), fmt_s(median(metrics.get('converge_cpu', [])))))
     if bench.rss:
         lines += ['', '## Module processes (memory pass: one role cycle per N)', '',
-                  '| N | peak RSS of our modules | per module: peak RSS (calls per converge + re-run + teardown) |',
-                  '|---:|---:|---|']
+                  'wait4: ru_maxrss that wait4(2) returns for the module\'s python process (it covers the '
+                  'children it waited for, e.g. iptables-restore); VmHWM: the highest high-water mark of '
+                  'that python process alone, read from /proc every %g s while it ran. The kernel updates '
+                  'the high-water mark lazily, so either can be the larger by a little; the peak is the '
+                  'larger of the two. MB = 2^20 bytes.' % MEMORY_SAMPLE_SECONDS, '',
+                  '| N | peak RSS of our modules | wait4 ru_maxrss | python alone (VmHWM) | per module: peak RSS '
+                  '(calls per converge + re-run + teardown) |',
+                  '|---:|---:|---:|---:|---|']
         for n, peaks in sorted(bench.rss.items()):
             calls = bench.module_calls.get(n, {})
-            lines.append('| %d | %s | %s |' % (n, '%.1f MB' % (peak_rss_mb(bench.rss, n) or 0), ', '.join(
-                '%s %.1f MB (%d)' % (m, kb / 1024.0, calls.get(m, 0)) for m, kb in sorted(peaks.items()))))
+            lines.append('| %d | %s | %s | %s | %s |' % (
+                n, '%.1f MB' % (peak_rss_mb(bench.rss, n) or 0), '%.1f MB' % (peak_rss_mb(bench.maxrss, n) or 0),
+                '%.1f MB' % (peak_rss_mb(bench.hwm, n) or 0),
+                ', '.join('%s %.1f MB (%d)' % (m, kb / 1024.0, calls.get(m, 0)) for m, kb in sorted(peaks.items()))))
     sizes = sorted(set(n for (n, dummy_phase) in bench.tasks))
     if sizes:
         n = sizes[-1]
@@ -872,6 +990,8 @@ def render(bench, options, status):
                     '%s [%s] %.2f' % (name, action, sec) for sec, name, action in rows[:10])))
     if bench.dataplane:
         lines += dataplane_section(bench, options)
+    if wall:
+        lines += [''] + verdict_lines(target_checks(wall, bench.rss), status)
     if status:
         lines += ['', '**This run FAILED (status %d)**; the figures above are partial.' % status]
     return '\n'.join(lines) + '\n'

@@ -11,10 +11,6 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import copy
-import errno
-import fcntl
-import os
-import time
 import traceback
 
 from ansible_collections.linuxnet.netns.plugins.module_utils.netns_session import NamespaceMissing
@@ -22,43 +18,6 @@ from ansible_collections.linuxnet.netns.plugins.module_utils.validation import V
 
 # Environment for every command we run: parseable, untranslated output.
 COMMAND_ENVIRON = {'LC_ALL': 'C', 'LANG': 'C'}
-
-
-# One lock for every state-changing call on a host: two calls that read the same state
-# before either writes would both apply the same change (duplicate jumps, EEXIST).
-STATE_LOCK_PATH = '/run/linuxnet-netns.lock'
-STATE_LOCK_TIMEOUT = 300
-# Locks this process already holds: netns_topology runs several modules' calls in one
-# process, and a second flock on a new descriptor of the same file would wait for itself.
-_HELD_LOCKS = {}
-
-
-def acquire_state_lock(module, path=STATE_LOCK_PATH, timeout=STATE_LOCK_TIMEOUT):
-    """Serialize read-compare-write against other calls of the collection on this host.
-
-    Held until the module process exits (the kernel drops a flock with its last fd), so the
-    caller takes it once, after validation and before reading state. Check mode writes
-    nothing and does not take it.
-    """
-    if module.check_mode:
-        return None
-    if path in _HELD_LOCKS:
-        return _HELD_LOCKS[path]
-    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
-    deadline = time.time() + timeout
-    while True:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            _HELD_LOCKS[path] = fd
-            return fd
-        except (IOError, OSError) as exc:
-            if exc.errno not in (errno.EAGAIN, errno.EACCES):
-                raise
-        if time.time() > deadline:
-            os.close(fd)
-            module.fail_json(msg='another linuxnet.netns call held %s for more than %d s; nothing was changed'
-                             % (path, timeout))
-        time.sleep(0.02)
 
 
 def collect_items(params, list_key, item_keys, defaults_from_top=('state',)):
@@ -117,9 +76,9 @@ class Report(object):
             'after': _lines(self.after),
         }
 
-    def result(self, module, header='', **extra):
+    def result(self, diff, header='', **extra):
         result = dict(changed=self.changed, commands=list(self.commands))
-        if module._diff:
+        if diff:
             result['diff'] = self.diff(header)
         result.update(extra)
         return result
@@ -135,14 +94,6 @@ class Rollback(object):
 
     def __init__(self):
         self._undo = []
-
-    @classmethod
-    def for_call(cls, module):
-        """The rollback a module's changes register with: a new one, or the one that
-        netns_topology shares across its parts (``module.shared_rollback``), so that a
-        failing part also undoes what the parts before it created."""
-        shared = getattr(module, 'shared_rollback', None)
-        return shared if shared is not None else cls()
 
     def register(self, description, func, *args, **kwargs):
         self._undo.append((description, func, args, kwargs))
@@ -161,10 +112,23 @@ class Rollback(object):
         self._undo = []
 
 
-def fail_from_exception(module, exc, rollback=None, **extra):
-    """Fail the module cleanly for our known exception types, after rolling back."""
+class KindError(Exception):
+    """A call that failed: ``msg`` and the other fields of the result (what fail_json gets)."""
+
+    def __init__(self, msg, **fields):
+        super(KindError, self).__init__(msg)
+        self.msg = msg
+        self.fields = fields
+
+
+def failure(exc, rollback=None, **extra):
+    """The KindError for ``exc`` (our known exception types get a clear message, a KindError
+    keeps its own), after running ``rollback``, whose outcome the message tells."""
     undo_errors = rollback.run() if rollback is not None else []
-    if isinstance(exc, ValidationError):
+    if isinstance(exc, KindError):
+        msg = exc.msg
+        extra = dict(exc.fields, **extra)
+    elif isinstance(exc, ValidationError):
         extra.setdefault('field', exc.field)
         extra.setdefault('value', exc.value)
         msg = 'invalid input: %s' % exc
@@ -177,14 +141,20 @@ def fail_from_exception(module, exc, rollback=None, **extra):
     if rollback is not None:
         msg += '; everything this call had created was removed' if not undo_errors else (
             '; rollback incomplete: %s' % '; '.join(undo_errors))
-    module.fail_json(msg=msg, **extra)
+    return KindError(msg, **extra)
 
 
-def fail_on_errors(module, errors):
-    """Fail with the first input error as the message and every one in ``errors``, so one
-    run names all that is wrong; does nothing when ``errors`` is empty."""
+def fail_from_exception(module, exc, rollback=None, **extra):
+    """Fail the module cleanly for our known exception types, after rolling back."""
+    error = failure(exc, rollback, **extra)
+    module.fail_json(msg=error.msg, **error.fields)
+
+
+def check_errors(errors):
+    """Raise a KindError with the first input error as the message and every one in
+    ``errors``, so one run names all that is wrong; does nothing when ``errors`` is empty."""
     if errors:
-        fail_from_exception(module, errors[0], errors=[str(error) for error in errors])
+        raise failure(errors[0], errors=[str(error) for error in errors])
 
 
 def format_command(argv):

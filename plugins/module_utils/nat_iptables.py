@@ -31,11 +31,24 @@ import re
 
 from ansible_collections.linuxnet.netns.plugins.module_utils.nscmd import XTABLES_WAIT
 from ansible_collections.linuxnet.netns.plugins.module_utils.nat_model import (
-    IPTABLES_CHAINS,
+    CHAIN_ROLES,
     JUMP_TAG,
     Entry,
+    Transaction,
+    endpoint_text,
     family_name,
+    make_tag,
+    net_text,
+    ordered_lines,
 )
+
+# role -> (table, our chain, built-in chain it is entered from)
+IPTABLES_CHAINS = {
+    'prerouting': ('nat', 'LNT-PREROUTING', 'PREROUTING'),
+    'output': ('nat', 'LNT-OUTPUT', 'OUTPUT'),
+    'postrouting': ('nat', 'LNT-POSTROUTING', 'POSTROUTING'),
+    'forward': ('filter', 'LNT-FORWARD', 'FORWARD'),
+}
 
 OUR_CHAINS = dict((chain, (table, builtin)) for table, chain, builtin in IPTABLES_CHAINS.values())
 ROLE_OF_CHAIN = dict((chain, role) for role, (table, chain, builtin) in IPTABLES_CHAINS.items())
@@ -222,28 +235,6 @@ def choose_view(views, family):
 def view_order(item):
     family, variant = item[0]
     return (family, {'nft': 0, None: 1, 'legacy': 2}[variant])
-
-
-class Transaction(object):
-    """One atomic write: argv + input, the operator's equivalent commands, the rule lines
-    it removes and adds, and the policy lines it changes (before, after) - for the diff.
-
-    ``guard`` (optional): called with the runner at apply time; False skips the write.
-    """
-
-    def __init__(self, label, argv, lines, commands, removed, added, policies=(), guard=None):
-        self.label = label
-        self.argv = argv
-        self.lines = lines
-        self.commands = commands
-        self.removed = removed
-        self.added = added
-        self.policies = list(policies)
-        self.guard = guard
-
-    @property
-    def data(self):
-        return '\n'.join(self.lines) + '\n' if self.lines else None
 
 
 def display(view, table, chain, spec):
@@ -453,3 +444,84 @@ def current_lines(view):
         for builtin, spec in found:
             lines.append(display(view, OUR_CHAINS[chain][0], builtin, spec))
     return lines
+
+
+def _ports_iptables(ports):
+    lo, hi = ports
+    return str(lo) if lo == hi else '%d:%d' % (lo, hi)
+
+
+def iptables_spec(line):
+    """The rule specification after ``-A CHAIN`` (without the comment match and target)."""
+    m = line.matches
+    args = []
+    if 'not_dst' in m:
+        args += ['!', '-d', net_text(m['not_dst'], True)]
+    if 'src' in m:
+        args += ['-s', net_text(m['src'], True)]
+    if 'dst' in m:
+        args += ['-d', net_text(m['dst'], True)]
+    if 'in_if' in m:
+        args += ['-i', m['in_if']]
+    if 'out_if' in m:
+        args += ['-o', m['out_if']]
+    if 'proto' in m:
+        args += ['-p', m['proto']]
+        if 'sport' in m or 'dport' in m:
+            args += ['-m', m['proto']]
+            if 'sport' in m:
+                args += ['--sport', _ports_iptables(m['sport'])]
+            if 'dport' in m:
+                args += ['--dport', _ports_iptables(m['dport'])]
+    if 'dst_local' in m:
+        args += ['-m', 'addrtype', '--dst-type', 'LOCAL']
+    states = list(m.get('ctstate', ()))
+    if 'ct_dnat' in m:
+        states.append('DNAT')
+    if states:
+        args += ['-m', 'conntrack', '--ctstate', ','.join(states)]
+        if 'ct_orig_dst' in m:
+            args += ['--ctorigdst', str(m['ct_orig_dst'])]
+        if 'ct_orig_dport' in m:
+            args += ['--ctorigdstport', _ports_iptables(m['ct_orig_dport'])]
+    if 'pick' in m:
+        mode, every = m['pick']
+        if mode == 'random':
+            args += ['-m', 'statistic', '--mode', 'random', '--probability', '%.10f' % (1.0 / every)]
+        else:
+            args += ['-m', 'statistic', '--mode', 'nth', '--every', str(every), '--packet', '0']
+    if 'affinity' in m:
+        name, operation, seconds = m['affinity']
+        if operation == 'check':
+            # --update: a returning client renews its timeout, as a new pick would
+            args += ['-m', 'recent', '--update', '--seconds', str(seconds), '--reap', '--name', name, '--rsource']
+        else:
+            args += ['-m', 'recent', '--set', '--name', name, '--rsource']
+    return args
+
+
+def iptables_target(line):
+    if line.action == 'accept':
+        return ['-j', 'ACCEPT']
+    if line.action == 'drop':
+        return ['-j', 'DROP']
+    fully_random = ['--random-fully'] if line.random_fully else []
+    if line.action == 'masquerade':
+        return ['-j', 'MASQUERADE'] + fully_random
+    if line.action == 'snat':
+        return ['-j', 'SNAT', '--to-source', str(line.to_addr)] + fully_random
+    return ['-j', 'DNAT', '--to-destination', endpoint_text(line.to_addr, line.to_ports)]
+
+
+def iptables_entries(rules, roles=CHAIN_ROLES):
+    """Our iptables lines for the present ``rules`` (Entry.text: spec after ``-A CHAIN``)."""
+    entries = []
+    for rid, line in ordered_lines(rules):
+        if line.chain not in roles:
+            continue
+        table, chain = IPTABLES_CHAINS[line.chain][:2]
+        spec, target = iptables_spec(line), iptables_target(line)
+        tag = make_tag(rid, ' '.join([chain] + spec + target))
+        text = ' '.join(spec + ['-m', 'comment', '--comment', '"%s"' % tag] + target)
+        entries.append(Entry(line.family, table, chain, tag, text, role=line.chain))
+    return entries

@@ -26,7 +26,6 @@ __metaclass__ = type
 
 import hashlib
 import ipaddress
-import re
 from collections import namedtuple
 
 from ansible_collections.linuxnet.netns.plugins.module_utils.validation import (
@@ -130,7 +129,7 @@ class NatRule(object):
         return [rule_id(self, family) for family in families]
 
 
-def _port_text(ports):
+def port_text(ports):
     lo, hi = ports
     return str(lo) if lo == hi else '%d-%d' % (lo, hi)
 
@@ -156,7 +155,7 @@ def rule_id(rule, family):
         parts = ['isolate', 'd=%s' % rule.destination, 'o=%s' % rule.out_interface]
     else:
         bound = rule.destination if rule.destination is not None else 'local-%s' % family_name(family)
-        parts = ['dnat', 'p=%s' % rule.protocol, 'd=%s' % bound, 'port=%s' % _port_text(rule.port)]
+        parts = ['dnat', 'p=%s' % rule.protocol, 'd=%s' % bound, 'port=%s' % port_text(rule.port)]
     text = ','.join(parts)
     if len(text) > MAX_ID_LENGTH:
         # Only a source NAT with long IPv6 networks and interface names gets here (a DNAT
@@ -341,7 +340,7 @@ def _parse_dnat(rule, item, name):
             if rule.port[0] != rule.port[1]:
                 raise ValidationError(name('to_port'), item['to_port'],
                                       'cannot be combined with a port range (port=%s): a range keeps its ports'
-                                      % _port_text(rule.port))
+                                      % port_text(rule.port))
         rule.to_port = to_port
         rule.endpoints = (Target(rule.to_address, (to_port, to_port) if to_port else None),)
     elif rule.present:
@@ -400,7 +399,7 @@ def _parse_endpoints(rule, item, name):
             port = check_port(field + 'port', value['port'])
             if rule.port[0] != rule.port[1]:
                 raise ValidationError(field + 'port', value['port'], 'cannot be combined with a port range (port=%s): '
-                                                                     'a range keeps its ports' % _port_text(rule.port))
+                                                                     'a range keeps its ports' % port_text(rule.port))
             ports = (port, port)
         endpoint = Target(address, ports)
         if any(other.address == address and (other.ports or rule.port) == (ports or rule.port) for other in endpoints):
@@ -495,8 +494,8 @@ def _conflicts(rules):
             seen[key] = rule.field
         for earlier in overlaps.get(index, ()):
             other = rules[earlier]
-            errors.append(ValidationError(rule.field + 'port', _port_text(rule.port),
-                                          'overlaps %sport=%s' % (other.field, _port_text(other.port))))
+            errors.append(ValidationError(rule.field + 'port', port_text(rule.port),
+                                          'overlaps %sport=%s' % (other.field, port_text(other.port))))
     return errors
 
 
@@ -552,6 +551,8 @@ class LogicalLine(object):
         self.to_ports = to_ports
         self.random_fully = random_fully
         self.matches = dict((k, v) for k, v in matches.items() if v is not None and v is not False)
+        # its place among the lines of its chain decides (a pick among endpoints): it stays a rule
+        self.ordered = False
 
     def get(self, key):
         return self.matches.get(key)
@@ -635,6 +636,8 @@ def _choice_lines(rule, chain, matches):
         affinity = _affinity(rule, endpoint, 'remember') if rule.affinity_timeout else None
         lines.append(dnat(endpoint, pick=pick, affinity=affinity))
         left -= 1
+    for line in lines:
+        line.ordered = len(rule.endpoints) > 1  # the last one takes what the picks before it left
     return lines
 
 
@@ -688,149 +691,43 @@ def _forward_lines(rule):
 
 # --- rendering ----------------------------------------------------------------------------
 
-def _net_text(value, iptables):
+def net_text(value, iptables):
     """An address or network as the backend writes it."""
     if isinstance(value, (ipaddress.IPv4Address, ipaddress.IPv6Address)):
         return '%s/%d' % (value, value.max_prefixlen) if iptables else str(value)
     return str(value)
 
 
-def _ports_iptables(ports):
-    lo, hi = ports
-    return str(lo) if lo == hi else '%d:%d' % (lo, hi)
-
-
-def _ports_nft(ports):
-    lo, hi = ports
-    return str(lo) if lo == hi else '%d-%d' % (lo, hi)
-
-
-def iptables_spec(line):
-    """The rule specification after ``-A CHAIN`` (without the comment match and target)."""
-    m = line.matches
-    args = []
-    if 'not_dst' in m:
-        args += ['!', '-d', _net_text(m['not_dst'], True)]
-    if 'src' in m:
-        args += ['-s', _net_text(m['src'], True)]
-    if 'dst' in m:
-        args += ['-d', _net_text(m['dst'], True)]
-    if 'in_if' in m:
-        args += ['-i', m['in_if']]
-    if 'out_if' in m:
-        args += ['-o', m['out_if']]
-    if 'proto' in m:
-        args += ['-p', m['proto']]
-        if 'sport' in m or 'dport' in m:
-            args += ['-m', m['proto']]
-            if 'sport' in m:
-                args += ['--sport', _ports_iptables(m['sport'])]
-            if 'dport' in m:
-                args += ['--dport', _ports_iptables(m['dport'])]
-    if 'dst_local' in m:
-        args += ['-m', 'addrtype', '--dst-type', 'LOCAL']
-    states = list(m.get('ctstate', ()))
-    if 'ct_dnat' in m:
-        states.append('DNAT')
-    if states:
-        args += ['-m', 'conntrack', '--ctstate', ','.join(states)]
-        if 'ct_orig_dst' in m:
-            args += ['--ctorigdst', str(m['ct_orig_dst'])]
-        if 'ct_orig_dport' in m:
-            args += ['--ctorigdstport', _ports_iptables(m['ct_orig_dport'])]
-    if 'pick' in m:
-        mode, every = m['pick']
-        if mode == 'random':
-            args += ['-m', 'statistic', '--mode', 'random', '--probability', '%.10f' % (1.0 / every)]
-        else:
-            args += ['-m', 'statistic', '--mode', 'nth', '--every', str(every), '--packet', '0']
-    if 'affinity' in m:
-        name, operation, seconds = m['affinity']
-        if operation == 'check':
-            # --update: a returning client renews its timeout, as a new pick would
-            args += ['-m', 'recent', '--update', '--seconds', str(seconds), '--reap', '--name', name, '--rsource']
-        else:
-            args += ['-m', 'recent', '--set', '--name', name, '--rsource']
-    return args
-
-
-def iptables_target(line):
-    if line.action == 'accept':
-        return ['-j', 'ACCEPT']
-    if line.action == 'drop':
-        return ['-j', 'DROP']
-    fully_random = ['--random-fully'] if line.random_fully else []
-    if line.action == 'masquerade':
-        return ['-j', 'MASQUERADE'] + fully_random
-    if line.action == 'snat':
-        return ['-j', 'SNAT', '--to-source', str(line.to_addr)] + fully_random
-    return ['-j', 'DNAT', '--to-destination', _endpoint(line.to_addr, line.to_ports)]
-
-
-def _endpoint(address, ports):
+def endpoint_text(address, ports):
+    """A DNAT target as both backends write it: address, [v6 address], with :port or :lo-hi."""
     if ports is None:
         return str(address)
     host = '[%s]' % address if address.version == 6 else str(address)
-    return '%s:%s' % (host, _ports_nft(ports))
+    return '%s:%s' % (host, port_text(ports))
 
 
-def nft_expr(line):
-    """The nft rule expression (without the comment) for the inet table."""
-    m = line.matches
-    ip = 'ip' if line.family == 4 else 'ip6'
-    parts = []
-    if not any(key in m for key in ('src', 'dst', 'not_dst', 'ct_orig_dst')):
-        # The inet table sees both families; an iptables rule lives in one.
-        parts.append('meta nfproto %s' % family_name(line.family))
-    if 'src' in m:
-        parts.append('%s saddr %s' % (ip, _net_text(m['src'], False)))
-    if 'dst' in m:
-        parts.append('%s daddr %s' % (ip, _net_text(m['dst'], False)))
-    if 'not_dst' in m:
-        parts.append('%s daddr != %s' % (ip, _net_text(m['not_dst'], False)))
-    if 'dst_local' in m:
-        parts.append('fib daddr type local')
-    if 'in_if' in m:
-        parts.append('iifname "%s"' % m['in_if'])
-    if 'out_if' in m:
-        parts.append('oifname "%s"' % m['out_if'])
-    if 'proto' in m:
-        if 'sport' in m or 'dport' in m:
-            if 'sport' in m:
-                parts.append('%s sport %s' % (m['proto'], _ports_nft(m['sport'])))
-            if 'dport' in m:
-                parts.append('%s dport %s' % (m['proto'], _ports_nft(m['dport'])))
-        else:
-            parts.append('meta l4proto %s' % m['proto'])
-    if 'ctstate' in m:
-        parts.append('ct state %s' % ','.join(s.lower() for s in m['ctstate']))
-    if 'ct_dnat' in m:
-        parts.append('ct status dnat')
-    if 'ct_orig_dst' in m:
-        parts.append('ct original %s daddr %s' % (ip, m['ct_orig_dst']))
-    if 'ct_orig_dport' in m:
-        parts.append('ct original proto-dst %s' % _ports_nft(m['ct_orig_dport']))
-    if 'pick' in m:
-        mode, every = m['pick']
-        parts.append('numgen %s mod %d 0' % ('random' if mode == 'random' else 'inc', every))
-    if 'affinity' in m:
-        name, operation, dummy = m['affinity']
-        if operation == 'check':
-            parts.append('%s saddr @%s' % (ip, name))
-        parts.append('update @%s { %s saddr }' % (name, ip))
-    parts.append(_nft_action(line, ip))
-    return ' '.join(parts)
+# --- batches ---------------------------------------------------------------------------------
 
+class Transaction(object):
+    """One atomic write: argv + input, the operator's equivalent commands, the rule lines
+    it removes and adds, and the policy lines it changes (before, after) - for the diff.
 
-def _nft_action(line, ip):
-    if line.action in ('accept', 'drop'):
-        return line.action
-    fully_random = ' fully-random' if line.random_fully else ''
-    if line.action == 'masquerade':
-        return 'masquerade' + fully_random
-    if line.action == 'snat':
-        return 'snat %s to %s%s' % (ip, line.to_addr, fully_random)
-    return 'dnat %s to %s' % (ip, _endpoint(line.to_addr, line.to_ports))
+    ``guard`` (optional): called with the runner at apply time; False skips the write.
+    """
+
+    def __init__(self, label, argv, lines, commands, removed, added, policies=(), guard=None):
+        self.label = label
+        self.argv = argv
+        self.lines = lines
+        self.commands = commands
+        self.removed = removed
+        self.added = added
+        self.policies = list(policies)
+        self.guard = guard
+
+    @property
+    def data(self):
+        return '\n'.join(self.lines) + '\n' if self.lines else None
 
 
 # --- tags and entries ---------------------------------------------------------------------
@@ -873,6 +770,10 @@ class Entry(object):
         self.handle = handle
         self.role = role
         self.before = None  # for an entry to add: the kept entry it goes in front of
+        # an element of a set or map (nft): no place in a chain, so no order to keep
+        self.unordered = False
+        self.container = None  # for a desired element: what its set/map and rule look like
+        self.slot = None  # for an element: (set, key); a set holds one element per key
         parsed = parse_tag(tag)
         self.rule_id = parsed[0] if parsed else None
 
@@ -892,25 +793,32 @@ def plan_entries(current, desired, managed_ids):
     multiset, so a duplicate of one of our lines is removed too.
     """
     wanted = {}
+    containers = {}
     for entry in desired:
         wanted[entry.key] = wanted.get(entry.key, 0) + 1
+        containers[entry.key] = entry.container
     keep, remove = [], []
     for entry in current:
         if entry.rule_id not in managed_ids:
             keep.append(entry)
         elif wanted.get(entry.key, 0) > 0:
             wanted[entry.key] -= 1
+            # a kept element tells the backend which set/map (and rule) must stay
+            entry.container = entry.container or containers[entry.key]
             keep.append(entry)
         else:
             remove.append(entry)
     kept = {}
     for entry in keep:
         kept[entry.key] = kept.get(entry.key, 0) + 1
+    # An element another rule already put there serves this one too (two DNATs to one
+    # endpoint share its FORWARD reply accept): the set holds one element per key.
+    held = set(entry.slot for entry in keep if entry.slot is not None)
     add = []
     for entry in desired:
         if kept.get(entry.key, 0) > 0:
             kept[entry.key] -= 1
-        else:
+        elif entry.slot is None or entry.slot not in held:
             add.append(entry)
     return keep, remove, add
 
@@ -932,7 +840,7 @@ def in_desired_order(desired, keep, remove, add, managed_ids):
         rank.setdefault(location(entry), {}).setdefault(entry.key, index)
     kept_ours = {}
     for entry in keep:
-        if entry.rule_id in managed_ids:
+        if entry.rule_id in managed_ids and not entry.unordered:
             kept_ours.setdefault(location(entry), []).append(entry)
     unordered = set()
     for where, entries in kept_ours.items():
@@ -946,6 +854,8 @@ def in_desired_order(desired, keep, remove, add, managed_ids):
             [entry for entry in desired if location(entry) in unordered and entry not in add]
         remove = remove + moved
     for entry in add:
+        if entry.unordered:
+            continue
         where = location(entry)
         mine = rank.get(where, {}).get(entry.key)
         later = [kept for kept in kept_ours.get(where, []) if where not in unordered
@@ -968,168 +878,8 @@ def managed_ids(rules, current, purge, namespace):
     return ids
 
 
-# --- DNAT targets and conntrack cleanup -------------------------------------------------------
-
-_IPT_DNAT_RE = re.compile(r'--to-destination\s+(\S+)')
-_NFT_DNAT_RE = re.compile(r'\bdnat\s+(?:ip6?\s+)?to\s+(\S+)')
-
-
-def _parse_endpoint(text):
-    """'192.168.45.3:80', '[fd45::3]:80', '192.168.45.3', 'fd45::3' -> Target."""
-    text = text.strip().strip('"')
-    ports = None
-    if text.startswith('['):
-        host, dummy, rest = text[1:].partition(']')
-        if rest.startswith(':'):
-            ports = rest[1:]
-    elif text.count(':') == 1:
-        host, dummy, ports = text.partition(':')
-    else:
-        host = text
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return None
-    if ports:
-        lo, dummy, hi = ports.replace(':', '-').partition('-')
-        try:
-            ports = (int(lo), int(hi or lo))
-        except ValueError:
-            return None
-    return Target(address, ports or None)
-
-
-def dnat_target(text):
-    """The target of a listed DNAT line (iptables-save or nft), or None."""
-    match = _IPT_DNAT_RE.search(text) or _NFT_DNAT_RE.search(text)
-    return _parse_endpoint(match.group(1)) if match else None
-
-
-Cleanup = namedtuple('Cleanup', 'family protocol destination ports stale_target keep_targets')
-
-
-def conntrack_cleanups(rules, removed, added, namespace, kept=()):
-    """What conntrack entries a change made stale, as Cleanup records.
-
-    * a DNAT rule that no longer sends flows to a target (an endpoint left, the target
-      changed, the rule was removed): entries to the published address/port whose reply
-      comes from that old target (``stale_target``);
-    * a UDP DNAT rule that is new or lost a target: every UDP entry to the published port
-      that does not reply from one of its targets (``keep_targets``); without this a client
-      that sent datagrams before the rule existed keeps its untranslated flow.
-    ``removed``/``added`` are the entries the plan removes/adds in ``namespace``.
-    """
-    old_targets = {}
-    for entry in removed:
-        if entry.role == 'prerouting' and entry.rule_id:
-            target = dnat_target(entry.text)
-            if target is not None:
-                old_targets.setdefault(entry.rule_id, set()).add(target)
-    kept_ids = set(entry.rule_id for entry in kept if entry.rule_id)
-    added_ids = set(entry.rule_id for entry in added if entry.rule_id)
-    wanted = {}
-    for rule in rules:
-        if rule.namespace == namespace and rule.kind == 'dnat' and rule.present:
-            wanted[rule.rule_ids()[0]] = set(rule.endpoints)
-    cleanups = []
-    for rid in sorted(set(old_targets) | set(wanted)):
-        key = parse_dnat_id(rid)
-        if key is None:
-            continue
-        old, new = old_targets.get(rid, set()), wanted.get(rid, set())
-        stale = sorted(old - new, key=str)
-        for target in stale:
-            cleanups.append(Cleanup(key.family, key.protocol, key.destination, key.ports, target, None))
-        newly_published = not old and rid in added_ids and rid not in kept_ids
-        if key.protocol == 'udp' and new and (stale or newly_published):
-            cleanups.append(Cleanup(key.family, key.protocol, key.destination, key.ports, None,
-                                    tuple(sorted(new, key=str))))
-    return cleanups
-
-
-def stale_entries(cleanup, entries, local_addresses):
-    """The conntrack entries (conntrack.list_entries format) a Cleanup deletes."""
-    result = []
-    for entry in entries:
-        if entry.get('protocol') != cleanup.protocol:
-            continue
-        orig = entry.get('original') or {}
-        reply = entry.get('reply') or {}
-        try:
-            dport = int(orig.get('dport'))
-            dst = ipaddress.ip_address(orig.get('dst'))
-            reply_src = ipaddress.ip_address(reply.get('src'))
-        except (TypeError, ValueError):
-            continue
-        if dst.version != cleanup.family or not cleanup.ports[0] <= dport <= cleanup.ports[1]:
-            continue
-        if cleanup.destination is not None:
-            if dst != cleanup.destination:
-                continue
-        elif dst not in local_addresses:
-            continue  # a flow through us to some other host's port, not to ours
-        reply_sport = reply.get('sport')
-        if cleanup.stale_target is not None:
-            if reply_src != cleanup.stale_target.address:
-                continue
-            if cleanup.stale_target.ports and not _in_ports(reply_sport, cleanup.stale_target.ports):
-                continue
-            result.append(entry)
-        elif cleanup.keep_targets:
-            if any(reply_src == target.address and (target.ports is None or _in_ports(reply_sport, target.ports))
-                   for target in cleanup.keep_targets):
-                continue
-            result.append(entry)
-    return result
-
-
-def _in_ports(value, ports):
-    try:
-        return ports[0] <= int(value) <= ports[1]
-    except (TypeError, ValueError):
-        return False
-
-
-# --- rendering whole rules into entries -----------------------------------------------------
-
-# role -> (table, our chain, built-in chain it is entered from)
-IPTABLES_CHAINS = {
-    'prerouting': ('nat', 'LNT-PREROUTING', 'PREROUTING'),
-    'output': ('nat', 'LNT-OUTPUT', 'OUTPUT'),
-    'postrouting': ('nat', 'LNT-POSTROUTING', 'POSTROUTING'),
-    'forward': ('filter', 'LNT-FORWARD', 'FORWARD'),
-}
-NFT_TABLE = 'linuxnet_netns'
-NFT_FAMILY = 'inet'
-
-
 def ordered_lines(rules):
     """(rule id, line) of the present ``rules`` in chain order: every drop (isolate) after
     every accept, so that an isolation never hides a published port of another rule."""
     lines = [(rule.rule_ids()[0], line) for rule in rules if rule.present for line in logical_lines(rule)]
     return [pair for pair in lines if pair[1].action != 'drop'] + [pair for pair in lines if pair[1].action == 'drop']
-
-
-def iptables_entries(rules, roles=CHAIN_ROLES):
-    """Our iptables lines for the present ``rules`` (Entry.text: spec after ``-A CHAIN``)."""
-    entries = []
-    for rid, line in ordered_lines(rules):
-        if line.chain not in roles:
-            continue
-        table, chain = IPTABLES_CHAINS[line.chain][:2]
-        spec, target = iptables_spec(line), iptables_target(line)
-        tag = make_tag(rid, ' '.join([chain] + spec + target))
-        text = ' '.join(spec + ['-m', 'comment', '--comment', '"%s"' % tag] + target)
-        entries.append(Entry(line.family, table, chain, tag, text, role=line.chain))
-    return entries
-
-
-def nft_entries(rules):
-    """Our nft rules for the present ``rules`` (Entry.text: expression with comment)."""
-    entries = []
-    for rid, line in ordered_lines(rules):
-        expr = nft_expr(line)
-        tag = make_tag(rid, '%s %s' % (line.chain, expr))
-        entries.append(Entry(NFT_FAMILY, NFT_TABLE, line.chain, tag, '%s comment "%s"' % (expr, tag),
-                             role=line.chain))
-    return entries

@@ -15,25 +15,22 @@ from ansible_collections.linuxnet.netns.plugins.module_utils import conntrack
 from ansible_collections.linuxnet.netns.plugins.module_utils import nat_iptables as ipt
 from ansible_collections.linuxnet.netns.plugins.module_utils import nat_nftables as nft
 from ansible_collections.linuxnet.netns.plugins.module_utils.common import (
-    acquire_state_lock,
-    COMMAND_ENVIRON,
     Report,
-    Rollback,
     collect_items,
-    fail_from_exception,
+    failure,
 )
+from ansible_collections.linuxnet.netns.plugins.module_utils.kind import check_pyroute2
+from ansible_collections.linuxnet.netns.plugins.module_utils.nat_conntrack import conntrack_cleanups, stale_entries
+from ansible_collections.linuxnet.netns.plugins.module_utils.nat_iptables import iptables_entries
 from ansible_collections.linuxnet.netns.plugins.module_utils.nat_model import (
     RULE_KEYS,
-    conntrack_cleanups,
     in_desired_order,
-    iptables_entries,
     managed_ids,
-    nft_entries,
     parse_rules,
     plan_entries,
-    stale_entries,
 )
-from ansible_collections.linuxnet.netns.plugins.module_utils.netns_session import iproute, require_pyroute2
+from ansible_collections.linuxnet.netns.plugins.module_utils.nat_nftables import nft_entries
+from ansible_collections.linuxnet.netns.plugins.module_utils.netns_session import iproute
 from ansible_collections.linuxnet.netns.plugins.module_utils.nscmd import NetnsRunner
 from ansible_collections.linuxnet.netns.plugins.module_utils.validation import ValidationError
 
@@ -312,7 +309,7 @@ def restore_namespace(plan):
             plan.runner.run(tx.argv, data=tx.data)
 
 
-def build_result(module, plans):
+def build_result(diff, plans):
     report = Report()
     for plan in plans:
         after = list(plan.before)
@@ -328,7 +325,7 @@ def build_result(module, plans):
         if plan.backend not in backends:
             backends.append(plan.backend)
     return report.result(
-        module, header='nat rules',
+        diff, header='nat rules',
         backend=','.join(backends),
         rules_added=[line for plan in plans for line in plan.rules_added],
         rules_removed=[line for plan in plans for line in plan.rules_removed],
@@ -346,33 +343,29 @@ ARGUMENT_RULES = dict(
 )
 
 
-def run(module):
-    """The nat_rule module's whole call on ``module`` (an AnsibleModule, or the part view of
-    netns_topology): ends in module.exit_json or module.fail_json."""
-    module.run_command_environ_update = COMMAND_ENVIRON
-    require_pyroute2(module)
-    params = module.params
-
+def execute(params, context):
+    """The nat_rule module's whole call (plugins/module_utils/kind.py): the result, or KindError."""
+    check_pyroute2()
     try:
         rules = parse_rules(wanted_items(params), default_namespace=params.get('namespace'))
     except ValidationError as exc:
         errors = getattr(exc, 'errors', [exc])
-        fail_from_exception(module, exc, errors=[str(error) for error in errors])
+        raise failure(exc, errors=[str(error) for error in errors])
 
-    acquire_state_lock(module)
+    context.lock()
     warnings = []
     plans = []
     try:
-        runners = [(name, NetnsRunner(module, name)) for name in call_namespaces(rules, params)]
+        runners = [(name, NetnsRunner(context.module, name)) for name in call_namespaces(rules, params)]
         for name, runner in runners:
             plan = NamespacePlan(name, runner)
             plan_namespace(plan, rules, params, warnings)
             plans.append(plan)
     except Exception as exc:  # nothing has been changed yet
-        fail_from_exception(module, exc)
+        raise failure(exc)
 
-    rollback = Rollback.for_call(module)
-    if not module.check_mode:
+    rollback = context.rollback
+    if not context.check_mode:
         try:
             for plan in plans:
                 for tx in plan.transactions:
@@ -384,7 +377,7 @@ def run(module):
                         rollback.register('restore the rules of namespace %s' % (plan.namespace or '(own)'),
                                           restore_namespace, plan)
         except Exception as exc:
-            fail_from_exception(module, exc, rollback)
+            raise failure(exc, rollback)
         if params['conntrack_cleanup']:
             for plan in plans:
                 try:
@@ -394,5 +387,5 @@ def run(module):
                                     % (plan.namespace or '(own)', exc))
 
     for warning in warnings:
-        module.warn(warning)
-    module.exit_json(**build_result(module, plans))
+        context.warn(warning)
+    return build_result(context.diff, plans)

@@ -12,8 +12,7 @@ __metaclass__ = type
 import os
 
 from ansible_collections.linuxnet.netns.plugins.module_utils.common import (
-    acquire_state_lock,
-    COMMAND_ENVIRON, Report, Rollback, collect_items, fail_from_exception, fail_on_errors, format_command)
+    Report, check_errors, collect_items, failure, format_command)
 from ansible_collections.linuxnet.netns.plugins.module_utils.links import (
     interface_is_up, ip_command, set_interface_up)
 from ansible_collections.linuxnet.netns.plugins.module_utils.netns_session import (
@@ -187,38 +186,35 @@ ARGUMENT_RULES = dict(
 )
 
 
-def run(module):
-    """The netns module's whole call on ``module`` (an AnsibleModule, or the part view of
-    netns_topology): ends in module.exit_json or module.fail_json."""
-    module.run_command_environ_update = COMMAND_ENVIRON
+def execute(params, context):
+    """The netns module's whole call (plugins/module_utils/kind.py): the result, or KindError."""
+    wanted, errors = wanted_namespaces(params)
+    check_errors(errors)
 
-    wanted, errors = wanted_namespaces(module.params)
-    fail_on_errors(module, errors)
-
-    acquire_state_lock(module)
+    context.lock()
     rollback = None  # only once something is being created
     try:
         existing = set(list_namespaces())
         stale = stale_namespace_files([w.name for w in wanted])
         plan, report = plan_changes(wanted, existing, stale, read_loopback, pids_in_namespace)
-        if not module.check_mode and report.changed:
-            rollback = Rollback.for_call(module)
+        if not context.check_mode and report.changed:
+            rollback = context.rollback
             create_and_configure(plan, rollback)
             # Removals come last and cannot be undone; what was created stays if they fail.
             rollback = None
             remove_all(plan)
     except Exception as exc:
-        fail_from_exception(module, exc, rollback)
+        raise failure(exc, rollback)
 
     for result in plan.results:
         if result['pids']:
-            module.warn('namespace %s %s removed from /run/netns, but processes still run in it '
-                        '(pids %s): the namespace lives on until they exit'
-                        % (result['name'], 'would be' if module.check_mode else 'was',
-                           ', '.join(str(p) for p in result['pids'])))
-    module.exit_json(**report.result(
-        module, 'network namespaces',
+            context.warn('namespace %s %s removed from /run/netns, but processes still run in it '
+                         '(pids %s): the namespace lives on until they exit'
+                         % (result['name'], 'would be' if context.check_mode else 'was',
+                            ', '.join(str(p) for p in result['pids'])))
+    return report.result(
+        context.diff, 'network namespaces',
         namespaces=plan.results,
         created=[r['name'] for r in plan.results if r['created']],
         removed=[r['name'] for r in plan.results if r['removed']],
-    ))
+    )

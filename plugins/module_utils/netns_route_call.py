@@ -12,20 +12,17 @@ __metaclass__ = type
 import contextlib
 
 from ansible_collections.linuxnet.netns.plugins.module_utils.common import (
-    acquire_state_lock,
-    COMMAND_ENVIRON,
     Report,
-    Rollback,
+    check_errors,
     collect_items,
-    fail_from_exception,
-    fail_on_errors,
+    failure,
 )
+from ansible_collections.linuxnet.netns.plugins.module_utils.kind import check_pyroute2
 from ansible_collections.linuxnet.netns.plugins.module_utils.netns_session import (
     entered,
     NamespaceMissing,
     iproute,
     namespace_exists,
-    require_pyroute2,
 )
 from ansible_collections.linuxnet.netns.plugins.module_utils.routes import (
     ITEM_KEYS,
@@ -64,10 +61,10 @@ def argument_spec():
     return spec
 
 
-def validate_all(module):
+def validate_all(params):
     """Every request checked on its own; all errors are collected before failing."""
     wanted, errors = [], []
-    for field, item in collect_items(module.params, 'routes', ITEM_KEYS, defaults_from_top=('state', 'namespace')):
+    for field, item in collect_items(params, 'routes', ITEM_KEYS, defaults_from_top=('state', 'namespace')):
         try:
             wanted.append(validate_route(field, item))
         except ValidationError as exc:
@@ -109,44 +106,22 @@ def read_states(wanted):
     return states
 
 
-class RouteWriter(object):
-    """``route()`` requests in one namespace. While the apply loop runs they go through the
-    socket opened for it (a socket stays bound to the namespace it was opened in, and the
-    process stays in that namespace while it is open); undo actions that run later, from
-    netns_topology's shared rollback after a later part failed, open a socket of their own."""
-
-    def __init__(self, namespace):
-        self.namespace = namespace
-        self.ipr = None
-
-    def route(self, *args, **kwargs):
-        if self.ipr is not None:
-            return self.ipr.route(*args, **kwargs)
-        with iproute(self.namespace) as ipr:
-            return ipr.route(*args, **kwargs)
-
-
-def apply_all(module, changes, states):
-    """Write the changes through one pyroute2 socket per namespace that has any, open until
-    this call's own rollback (if one is needed) has run."""
+def apply_all(changes, states, rollback):
+    """Write the changes through one pyroute2 socket per namespace that has any; on a
+    failure, undo this call's changes once the sockets are closed."""
     links = dict((namespace, dict(state.links)) for namespace, state in states.items())
-    rollback = Rollback.for_call(module)
-    writers = {}
-    with contextlib.ExitStack() as stack:
-        try:
+    sockets = {}
+    try:
+        with contextlib.ExitStack() as stack:
             for change in changes:
                 if not change.changed:
                     continue
                 namespace = change.wanted.namespace
-                if namespace not in writers:
-                    writers[namespace] = RouteWriter(namespace)
-                    writers[namespace].ipr = stack.enter_context(iproute(namespace))
-                apply_change(writers[namespace], change, links[namespace], rollback)
-        except Exception as exc:  # undo this call's changes, then fail with the reason
-            fail_from_exception(module, exc, rollback)
-        finally:
-            for writer in writers.values():
-                writer.ipr = None
+                if namespace not in sockets:
+                    sockets[namespace] = stack.enter_context(iproute(namespace))
+                apply_change(sockets[namespace], change, links[namespace], rollback)
+    except Exception as exc:
+        raise failure(exc, rollback)
 
 
 def build_report(changes):
@@ -166,24 +141,20 @@ ARGUMENT_RULES = dict(
 )
 
 
-def run(module):
-    """The netns_route module's whole call on ``module`` (an AnsibleModule, or the part view of
-    netns_topology): ends in module.exit_json or module.fail_json."""
-    module.run_command_environ_update = COMMAND_ENVIRON
-    require_pyroute2(module)
+def execute(params, context):
+    """The netns_route module's whole call (plugins/module_utils/kind.py): the result, or KindError."""
+    check_pyroute2()
+    wanted, errors = validate_all(params)
+    check_errors(errors)
 
-    wanted, errors = validate_all(module)
-    fail_on_errors(module, errors)
-
-    acquire_state_lock(module)
+    context.lock()
     try:
         states = read_states(wanted)
     except (NamespaceMissing, OSError) as exc:  # deleted since validation, or netlink refused the dump
-        fail_from_exception(module, exc)
+        raise failure(exc)
     changes, errors = plan_all(wanted, states)
-    fail_on_errors(module, errors)
+    check_errors(errors)
     report = build_report(changes)
-    if not module.check_mode:
-        apply_all(module, changes, states)
-    module.exit_json(routes=[change.result() for change in changes],
-                     **report.result(module, header='routes'))
+    if not context.check_mode:
+        apply_all(changes, states, context.rollback)
+    return dict(routes=[change.result() for change in changes], **report.result(context.diff, header='routes'))

@@ -34,6 +34,8 @@ from ansible_collections.linuxnet.netns.plugins.module_utils.nat_model import JU
 UNIT_NAME = 'linuxnet-netns.service'
 MARKER = 'Written by linuxnet.netns.netns_persist'
 _SET_ELEMENTS_RE = re.compile(r'\n\s*elements = \{[^}]*\}', re.S)
+# kind, name and elements (None: empty) of each set or map of a listing
+_SET_BLOCK_RE = re.compile(r'^\s*(set|map) (\S+) \{[^}]*?(?:elements = \{([^}]*)\}[^}]*)?\}', re.M)
 
 
 def _quote(word):
@@ -123,10 +125,17 @@ def _jump_target(item):
 def nft_file(listing):
     """Our table as an nft script that empties it (or creates it) and fills it again in one
     transaction, so that loading it twice gives the same table, in the same place among the
-    tables; the clients an affinity set has learnt are left out (their timeouts ran out)."""
-    body = _SET_ELEMENTS_RE.sub('', listing).strip()
+    tables. ``flush table`` empties the chains, not the sets: each set or map that holds
+    elements of ours (published ports, accepts) is flushed and filled again after the
+    declarations; the clients an affinity set has learnt are left out (their timeouts ran out)."""
     table = '%s %s' % (nft.NFT_FAMILY, nft.NFT_TABLE)
-    return 'table %s {}\nflush table %s\n%s\n' % (table, table, body)
+    fills = []
+    for kind, name, elements in _SET_BLOCK_RE.findall(listing):
+        if elements and not name.startswith('lnt_aff_'):
+            fills.append('flush %s %s %s' % (kind, table, name))
+            fills.append('add element %s %s { %s }' % (table, name, ' '.join(elements.split())))
+    body = _SET_ELEMENTS_RE.sub('', listing).strip()
+    return 'table %s {}\nflush table %s\n%s\n%s' % (table, table, body, ''.join(line + '\n' for line in fills))
 
 
 def _iptables(family, variant):

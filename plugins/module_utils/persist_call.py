@@ -16,6 +16,7 @@ import tempfile
 from ansible_collections.linuxnet.netns.plugins.module_utils import nat_iptables as ipt
 from ansible_collections.linuxnet.netns.plugins.module_utils import nat_nftables as nft
 from ansible_collections.linuxnet.netns.plugins.module_utils import persist
+from ansible_collections.linuxnet.netns.plugins.module_utils.common import failure
 from ansible_collections.linuxnet.netns.plugins.module_utils.netns_session import namespace_key
 from ansible_collections.linuxnet.netns.plugins.module_utils.nscmd import NetnsRunner
 from ansible_collections.linuxnet.netns.plugins.module_utils.validation import (
@@ -148,13 +149,20 @@ def written_here(directory):
     return [os.path.join(directory, name) for name in names if os.path.exists(os.path.join(directory, name))]
 
 
-def run(module):
-    params = module.params
+def execute(params, context):
+    """The netns_persist module's call (plugins/module_utils/kind.py): the result, or KindError."""
+    try:
+        return write_files(params, context)
+    except Exception as exc:
+        raise failure(exc)
+
+
+def write_files(params, context):
     validate(params)
     result = {'changed': False, 'files': [], 'commands': []}
     before, after = {}, {}
     present = params['state'] == 'present'
-    wanted = desired_files(params, NetnsRunner(module)) if present else {}
+    wanted = desired_files(params, NetnsRunner(context.module)) if present else {}
     candidates = written_here(params['directory']) + [unit_path(params)]
     stale = [path for path in candidates if path not in wanted and os.path.exists(path) and ours(path)]
     for path, (text, mode) in sorted(wanted.items()):
@@ -166,38 +174,38 @@ def run(module):
                                                      'remove it or choose another directory')
         before[path], after[path] = current or '', text
         result['files'].append(path)
-        if not module.check_mode:
+        if not context.check_mode:
             write_atomically(path, text, mode)
     for path in stale:
         before[path], after[path] = read_text(path) or '', ''
         result['files'].append(path)
-        if not module.check_mode:
+        if not context.check_mode:
             os.unlink(path)
     link = wants_link(params)
     if present and not os.path.islink(link):
         result['files'].append(link)
         after[link] = '-> %s' % unit_path(params)
-        if not module.check_mode:
+        if not context.check_mode:
             if not os.path.isdir(os.path.dirname(link)):
                 os.makedirs(os.path.dirname(link), 0o755)
             os.symlink(unit_path(params), link)
     elif not present and os.path.islink(link) and os.readlink(link) == unit_path(params):
         result['files'].append(link)
         before[link] = '-> %s' % unit_path(params)
-        if not module.check_mode:
+        if not context.check_mode:
             os.unlink(link)
-    if not present and not module.check_mode and os.path.isdir(params['directory']) \
+    if not present and not context.check_mode and os.path.isdir(params['directory']) \
             and not os.listdir(params['directory']):
         os.rmdir(params['directory'])
     result['changed'] = bool(result['files'])
     if result['changed'] and params['unit_directory'] == '/etc/systemd/system' \
             and os.path.isdir('/run/systemd/system'):
         result['commands'].append('systemctl daemon-reload')
-        if not module.check_mode:
-            module.run_command(['systemctl', 'daemon-reload'], check_rc=True)
+        if not context.check_mode:
+            context.module.run_command(['systemctl', 'daemon-reload'], check_rc=True)
     if present:
         result['script'] = wanted[os.path.join(params['directory'], 'restore.sh')][0]
-    if module._diff:
+    if context.diff:
         result['diff'] = [{'before_header': path, 'after_header': path, 'before': before.get(path, ''),
                            'after': after.get(path, '')} for path in result['files']]
     return result

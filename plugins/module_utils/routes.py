@@ -31,6 +31,7 @@ from ansible_collections.linuxnet.netns.plugins.module_utils.links import (
     read_links,
     route_socket,
 )
+from ansible_collections.linuxnet.netns.plugins.module_utils.netns_session import iproute
 from ansible_collections.linuxnet.netns.plugins.module_utils.validation import (
     ValidationError,
     check_ifname,
@@ -634,22 +635,26 @@ def apply_change(ipr, change, links, rollback):
 
 
 def _apply_change(ipr, change, links, rollback):
+    namespace = change.wanted.namespace
     if change.action == 'added':
         route = change.after[0]
         ipr.route('add', **route_request(route, links))
-        rollback.register('delete route %s' % route.text(), _quiet_delete, ipr, route, links)
+        rollback.register('delete route %s' % route.text(), route_in, namespace, 'del', route_request(route, links))
     elif change.action == 'replaced':
         old, new = change.before[0], change.after[0]
         ipr.route('replace', **route_request(new, links))
-        rollback.register('restore route %s' % old.text(), ipr.route, 'replace', **route_request(old, links))
+        rollback.register('restore route %s' % old.text(), route_in, namespace, 'replace', route_request(old, links))
     elif change.action == 'removed':
         for route in change.before:
             ipr.route('del', **route_request(route, links))
-            rollback.register('re-add route %s' % route.text(), ipr.route, 'add', **route_request(route, links))
+            rollback.register('re-add route %s' % route.text(), route_in, namespace, 'add', route_request(route, links))
 
 
-def _quiet_delete(ipr, route, links):
-    ipr.route('del', **route_request(route, links))
+def route_in(namespace, command, request):
+    """One request through a socket of its own: undo actions run once the call's sockets
+    are closed (netns_topology's rollback may run them after a later part failed)."""
+    with iproute(namespace) as ipr:
+        ipr.route(command, **request)
 
 
 # --- reporting ----------------------------------------------------------------------------------

@@ -14,13 +14,10 @@ import os
 import tempfile
 
 from ansible_collections.linuxnet.netns.plugins.module_utils.common import (
-    acquire_state_lock,
-    COMMAND_ENVIRON,
     Report,
-    Rollback,
+    check_errors,
     collect_items,
-    fail_from_exception,
-    fail_on_errors,
+    failure,
 )
 from ansible_collections.linuxnet.netns.plugins.module_utils.netns_session import (
     namespace_exists,
@@ -76,16 +73,16 @@ def argument_spec():
     return spec
 
 
-def validate_all(module):
+def validate_all(params):
     wanted, errors = [], []
     try:
-        validate_record_dir('record_dir', module.params['record_dir'])
+        validate_record_dir('record_dir', params['record_dir'])
     except ValidationError as exc:
         errors.append(exc)
-    if module.params['restore']:
-        wanted, item_errors = validate_restore(module.params['namespace'])
+    if params['restore']:
+        wanted, item_errors = validate_restore(params['namespace'])
     else:
-        wanted, item_errors = validate_items(module.params)
+        wanted, item_errors = validate_items(params)
     errors.extend(item_errors)
     for item in wanted:
         if item.namespace and not namespace_exists(item.namespace):
@@ -211,16 +208,16 @@ def remove_empty_dir(path):
         pass  # not empty: something else lives there now
 
 
-def build_result(module, plans, files):
+def build_result(diff, plans, files):
     report = Report()
     for plan in plans:
         before, after = report_lines(plan)
         report.before.extend(before)
         report.after.extend(after)
         report.command(*plan_commands(plan))
-    result = report.result(module, header='forwarding sysctls')
+    result = report.result(diff, header='forwarding sysctls')
     result['changed'] = result['changed'] or bool(files)
-    if module._diff and files:
+    if diff and files:
         result['diff'] = [result['diff']] + [
             {'before_header': path, 'after_header': path, 'before': old, 'after': new}
             for path, old, new in files]
@@ -239,41 +236,38 @@ ARGUMENT_RULES = dict(
 )
 
 
-def run(module):
-    """The sysctl_forward module's whole call on ``module`` (an AnsibleModule, or the part view of
-    netns_topology): ends in module.exit_json or module.fail_json."""
-    module.run_command_environ_update = COMMAND_ENVIRON
-
-    restore = bool(module.params['restore'])
-    wanted, errors = validate_all(module)
-    fail_on_errors(module, errors)
-    acquire_state_lock(module)
-    records, errors = read_records(module.params['record_dir'], wanted)
-    fail_on_errors(module, errors)
+def execute(params, context):
+    """The sysctl_forward module's whole call (plugins/module_utils/kind.py): the result, or KindError."""
+    restore = bool(params['restore'])
+    wanted, errors = validate_all(params)
+    check_errors(errors)
+    context.lock()
+    records, errors = read_records(params['record_dir'], wanted)
+    check_errors(errors)
     originals, plans, errors = read_and_plan(wanted, records, restore)
-    fail_on_errors(module, errors)
+    check_errors(errors)
     record_files = record_diffs(plans, records, restore, originals)
     files = file_diffs(wanted) + record_files
-    result = build_result(module, plans, files)
-    if module.check_mode:
-        module.exit_json(**result)
+    result = build_result(context.diff, plans, files)
+    if context.check_mode:
+        return result
 
-    rollback = Rollback.for_call(module)
+    rollback = context.rollback
     try:
         for plan in plans:
             apply_plan(plan, originals[plan.wanted.namespace], rollback)
         # Files last: a failed sysctl write leaves no record of values that were not set.
         if any(content for dummy_path, dummy_old, content in record_files):
-            ensure_record_dir(module.params['record_dir'], rollback)
+            ensure_record_dir(params['record_dir'], rollback)
         for path, old, content in files:
-            rollback.register('restore %s' % path, put_file, module, path, old)
-            put_file(module, path, content)
+            rollback.register('restore %s' % path, put_file, context.module, path, old)
+            put_file(context.module, path, content)
     except Exception as exc:  # undo the writes of this call, then fail with the reason
-        fail_from_exception(module, exc, rollback)
+        raise failure(exc, rollback)
     # Report what the kernel holds now, not the prediction.
     for plan in plans:
         if plan.changed:
             current = read_namespace(plan.wanted.namespace)
             result['after'][plan.wanted.label] = dict(
                 (setting.key, current.values.get(setting.path)) for setting in plan.wanted.settings)
-    module.exit_json(**result)
+    return result

@@ -5,10 +5,9 @@
 """netns_topology: the five state modules' calls run one after the other in one process.
 
 Each part is validated by its own module's argument spec and runs its own module's code
-(``<kind>_call.run``) on a view of the real AnsibleModule; the view turns exit_json and
-fail_json into exceptions, so the parts' results come back here instead of ending the
-process. All parts register their undo actions with one shared Rollback: when a part
-fails, what the parts before it created is removed too.
+(``<kind>_call.execute``, plugins/module_utils/kind.py), which returns the part's result or
+raises KindError. All parts get one CallContext, so they register their undo actions with
+one Rollback: when a part fails, what the parts before it created is removed too.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -22,11 +21,11 @@ from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
 from ansible_collections.linuxnet.netns.plugins.module_utils import (
     nat_rule_call, netns_call, netns_route_call, ownership, sysctl_forward_call, veth_call)
-from ansible_collections.linuxnet.netns.plugins.module_utils.common import (
-    COMMAND_ENVIRON, Rollback, acquire_state_lock, format_command)
+from ansible_collections.linuxnet.netns.plugins.module_utils.common import KindError, format_command
+from ansible_collections.linuxnet.netns.plugins.module_utils.kind import CallContext
 from ansible_collections.linuxnet.netns.plugins.module_utils.nscmd import NetnsRunner
 
-# name: (module code, list option, whether the part takes a top-level state)
+# name: (the kind's code, list option, whether the part takes a top-level state)
 PARTS = {
     'netns': (netns_call, 'namespaces', True),
     'veth': (veth_call, 'pairs', True),
@@ -48,63 +47,6 @@ NAMESPACE_KEYS = ('namespace', 'peer_namespace')
 OBJECT_LISTS = {'netns': 'namespaces', 'veth': 'pairs', 'netns_route': 'routes'}
 
 
-# BaseException, like the SystemExit of AnsibleModule's exit_json/fail_json: a part's
-# ``except Exception`` around its own fail_json must not catch and re-report it.
-class PartExit(BaseException):
-    """A part's exit_json: its result."""
-
-    def __init__(self, result):
-        super(PartExit, self).__init__('exit_json')
-        self.result = result
-
-
-class PartFailure(BaseException):
-    """A part's fail_json: msg and the other fields it gave."""
-
-    def __init__(self, part, fields):
-        super(PartFailure, self).__init__(fields.get('msg', 'failed'))
-        self.part = part
-        self.fields = fields
-
-
-class PartModule(object):
-    """What a module's ``run`` needs of an AnsibleModule, for one part of the topology."""
-
-    def __init__(self, parent, part, params, shared_rollback):
-        code = PARTS[part][0]
-        validator = ArgumentSpecValidator(code.argument_spec(), **code.ARGUMENT_RULES)
-        validated = validator.validate(params)
-        if validated.error_messages:
-            messages = list(validated.error_messages)
-            if validated.unsupported_parameters:  # AnsibleModule's wording for the same mistake
-                messages[0] = 'unsupported parameters of %s: %s' % (part, messages[0])
-            raise PartFailure(part, dict(msg='invalid input: %s' % '; '.join(messages), errors=messages))
-        self.params = validated.validated_parameters
-        self.check_mode = parent.check_mode
-        self._diff = parent._diff
-        self.shared_rollback = shared_rollback
-        self._parent = parent
-        self._part = part
-
-    def warn(self, warning):
-        self._parent.warn('%s: %s' % (self._part, warning))
-
-    def run_command(self, *args, **kwargs):
-        return self._parent.run_command(*args, **kwargs)
-
-    def get_bin_path(self, *args, **kwargs):
-        return self._parent.get_bin_path(*args, **kwargs)
-
-    def atomic_move(self, *args, **kwargs):
-        return self._parent.atomic_move(*args, **kwargs)
-
-    def exit_json(self, **result):
-        raise PartExit(result)
-
-    def fail_json(self, **fields):
-        raise PartFailure(self._part, fields)
-
-
 def part_params(part, given, state):
     """The part's options (a dict, or JSON text of one: the option type is json) with the
     top-level state as the default of its own."""
@@ -120,10 +62,9 @@ def parsed_options(part, given):
         try:
             given = json.loads(given)
         except ValueError as exc:
-            raise PartFailure(part, dict(msg='invalid input: not a JSON object: %s' % exc))
+            raise KindError('invalid input: not a JSON object: %s' % exc)
     if not isinstance(given, dict):
-        raise PartFailure(part, dict(msg='invalid input: expected a dictionary of the module\'s options, got %s'
-                                     % type(given).__name__))
+        raise KindError('invalid input: expected a dictionary of the module\'s options, got %s' % type(given).__name__)
     return dict(given)
 
 
@@ -166,13 +107,18 @@ def describe_pending(part, item, defaults):
                                                   else value) for key, value in sorted(shown.items())))
 
 
-def run_part(parent, part, params, rollback):
-    view = PartModule(parent, part, params, rollback)
-    try:
-        PARTS[part][0].run(view)
-    except PartExit as done:
-        return done.result
-    raise PartFailure(part, dict(msg='ended without a result'))  # run() always exits or fails
+def run_part(context, part, params):
+    """The part's result: its options checked and completed by its module's argument spec
+    (as AnsibleModule would), then its module's call with the shared context."""
+    code = PARTS[part][0]
+    validated = ArgumentSpecValidator(code.argument_spec(), **code.ARGUMENT_RULES).validate(params)
+    if validated.error_messages:
+        messages = list(validated.error_messages)
+        if validated.unsupported_parameters:  # AnsibleModule's wording for the same mistake
+            messages[0] = 'unsupported parameters of %s: %s' % (part, messages[0])
+        raise KindError('invalid input: %s' % '; '.join(messages), errors=messages)
+    context.prefix = '%s: ' % part
+    return code.execute(validated.validated_parameters, context)
 
 
 class Topology(object):
@@ -181,7 +127,7 @@ class Topology(object):
     def __init__(self, module):
         self.module = module
         self.state = module.params['state']
-        self.rollback = Rollback()
+        self.context = CallContext(module)
         self.results = {}
         self.pending = set()
         self.left_out = {}
@@ -197,8 +143,8 @@ class Topology(object):
             if self.module.params.get(part) is not None:
                 try:
                     given[part] = parsed_options(part, self.module.params[part])
-                except PartFailure as failure:
-                    self.fail(failure)
+                except KindError as error:
+                    self.fail(part, error)
         return given
 
     def steps(self, given):
@@ -225,10 +171,12 @@ class Topology(object):
         options = self.module.params.get('ownership')
         if not options:
             return
-        acquire_state_lock(self.module)
         path = ownership.record_path(options['record_dir'])
         try:
+            self.context.lock()
             record = ownership.read_record(path)
+        except KindError as error:
+            self.module.fail_json(msg=error.msg)
         except ValueError as exc:
             self.module.fail_json(msg='ownership: %s; nothing was changed' % exc)
         self.owner = ownership.Convergence(
@@ -240,7 +188,6 @@ class Topology(object):
         return NetnsRunner(self.module, namespace)
 
     def run(self):
-        self.module.run_command_environ_update = COMMAND_ENVIRON
         given = self.given_parts()
         self.start_ownership()
         try:
@@ -264,18 +211,18 @@ class Topology(object):
                                                      for item in left_out]
                     if params is None:
                         continue
-                self.results[label] = run_part(self.module, part, params, self.rollback)
+                self.results[label] = run_part(self.context, part, params)
                 if label == 'nat_rule_cleanup' and not self.module.check_mode:
                     # The backend left behind is as the first run found it, so the new
                     # one starts where a fresh apply would (no policy or table of ours left).
                     self.firewall_commands.extend(ownership.restore_firewall(
                         NetnsRunner(self.module), self.owner.record['firewall_before']))
-            except PartFailure as failure:
-                self.fail(failure)
+            except KindError as error:
+                self.fail(part, error)
             if part == 'netns' and self.module.check_mode:
                 self.pending = set(self.results[part].get('created', []))
         # Every part succeeded: what they created stays.
-        self.rollback.discard()
+        self.context.rollback.discard()
         if self.owner is not None:
             self.finish_ownership(firewall_before)
         return self.result()
@@ -307,16 +254,16 @@ class Topology(object):
             and os.path.exists(self.module.params['ownership']['persist_unit']),
             commands=[format_command(argv) for argv in commands])
 
-    def fail(self, failure):
-        fields = dict(failure.fields)
-        undo_errors = self.rollback.run()
-        msg = '%s: %s' % (failure.part, fields.pop('msg', 'failed'))
+    def fail(self, part, error):
+        fields = dict(error.fields)
+        undo_errors = self.context.rollback.run()
+        msg = '%s: %s' % (part, error.msg)
         if undo_errors:
             msg += '; rollback of the earlier parts incomplete: %s' % '; '.join(undo_errors)
         elif self.results and not self.module.check_mode:
             msg += '; what the earlier parts (%s) had created was removed' % ', '.join(self.results)
         fields.pop('changed', None)
-        self.module.fail_json(msg=msg, failed_part=failure.part, part_result=fields, **self.partial())
+        self.module.fail_json(msg=msg, failed_part=part, part_result=fields, **self.partial())
 
     def partial(self):
         """The results of the parts that ran before the failure, as a success reports them."""

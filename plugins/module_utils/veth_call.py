@@ -13,8 +13,7 @@ import contextlib
 import os
 
 from ansible_collections.linuxnet.netns.plugins.module_utils.common import (
-    acquire_state_lock,
-    COMMAND_ENVIRON, Report, Rollback, collect_items, fail_from_exception, fail_on_errors)
+    KindError, Report, check_errors, collect_items, failure)
 from ansible_collections.linuxnet.netns.plugins.module_utils.links import (
     IPV6_MIN_MTU, REQUEST_WINDOW, VETH_DEFAULT_MTU, LinkOperationError, NamespaceState, RouteSocket,
     address_add_command, address_changes, address_del_command, address_request, delete_links,
@@ -796,7 +795,7 @@ def build_report(plans):
     return report
 
 
-def check_namespaces(module, specs, namespaces):
+def check_namespaces(context, specs, namespaces):
     """A missing namespace fails a present pair, except in check mode (an earlier task
     that check mode skipped may create it); an absent pair in a missing namespace is
     already absent."""
@@ -806,11 +805,11 @@ def check_namespaces(module, specs, namespaces):
         for field, name in (('namespace', spec.namespace), ('peer_namespace', spec.peer_namespace)):
             if name is None or name not in namespaces.missing:
                 continue
-            if not module.check_mode:
+            if not context.check_mode:
                 raise ValidationError(spec.field + field, name, 'network namespace %s does not exist '
                                       '(create it first, e.g. with linuxnet.netns.netns)' % name)
-            module.warn('%s%s: namespace %s does not exist; check mode assumes it will be created '
-                        'before this task runs' % (spec.field, field, name))
+            context.warn('%s%s: namespace %s does not exist; check mode assumes it will be created '
+                         'before this task runs' % (spec.field, field, name))
 
 
 def conflict_message(plans):
@@ -829,33 +828,30 @@ ARGUMENT_RULES = dict(
 )
 
 
-def run(module):
-    """The veth module's whole call on ``module`` (an AnsibleModule, or the part view of
-    netns_topology): ends in module.exit_json or module.fail_json."""
-    module.run_command_environ_update = COMMAND_ENVIRON
+def execute(params, context):
+    """The veth module's whole call (plugins/module_utils/kind.py): the result, or KindError."""
+    specs, errors = validate_pairs(params)
+    check_errors(errors)
 
-    specs, errors = validate_pairs(module.params)
-    fail_on_errors(module, errors)
-
-    acquire_state_lock(module)
+    context.lock()
     rollback = None
     namespaces = None
     try:
         namespaces = Namespaces([s.namespace for s in specs] + [s.peer_namespace for s in specs])
-        check_namespaces(module, specs, namespaces)
+        check_namespaces(context, specs, namespaces)
         kernel = KernelState(namespaces)
         kernel.read(specs)
         plans = make_plans(specs, namespaces, kernel)
         if any(plan.conflict for plan in plans):
             conflicts, msg = conflict_message(plans)
-            module.fail_json(msg=msg, conflicts=conflicts, pairs=[pair_result(p) for p in plans])
+            raise KindError(msg, conflicts=conflicts, pairs=[pair_result(p) for p in plans])
         report = build_report(plans)
-        if not module.check_mode and report.changed:
-            rollback = Rollback.for_call(module)
+        if not context.check_mode and report.changed:
+            rollback = context.rollback
             Applier(namespaces, rollback).apply(plans)
     except Exception as exc:
-        fail_from_exception(module, exc, rollback)
+        raise failure(exc, rollback)
     finally:
         if namespaces is not None:
             namespaces.close()
-    module.exit_json(**report.result(module, 'veth pairs', pairs=[pair_result(p) for p in plans]))
+    return report.result(context.diff, 'veth pairs', pairs=[pair_result(p) for p in plans])

@@ -25,6 +25,12 @@ description:
     nat jumps appended). With nftables, in the table C(inet linuxnet_netns). Every line carries the
     comment C(lnt:<rule-id> <digest>). Rules made by Docker, kube-proxy, firewalld or an
     administrator are never flushed, reordered or rewritten.
+  - With nftables, the lines that differ only in per-flow values (a DNAT's published address and
+    port with its target, the FORWARD accepts and source NAT of the flows it translated) are
+    elements of one set or map per shape (C(lnt_<chain>_<digest>)), each element commented with
+    its rule's tag, looked up by one rule at the top of its chain: the first packet of a flow
+    costs the same at 10 and at thousands of published ports. Port ranges, networks and the picks
+    among several O(rules[].endpoints) stay rules.
   - Each call reads the current rules once per namespace, computes the difference and applies it
     in one atomic transaction per namespace and table (C(iptables-restore --noflush -w) per family
     and table, or one C(nft -f -) batch). Check mode stops after the comparison.
@@ -367,9 +373,9 @@ options:
     type: bool
     default: true
 notes:
-  - Needs C(iptables-save)/C(iptables-restore) (iptables 1.8) or C(nft) (nftables 0.9.3 or later,
-    Linux 5.2 or later for NAT in an inet table), and C(nsenter) (util-linux) to run them inside a
-    namespace.
+  - Needs C(iptables-save)/C(iptables-restore) (iptables 1.8) or C(nft) (nftables 0.9.7 or later
+    for set element comments, tested with 1.0.6; Linux 5.2 or later for NAT in an inet table), and
+    C(nsenter) (util-linux) to run them inside a namespace.
   - IP forwarding itself is a sysctl, see M(linuxnet.netns.sysctl_forward).
   - Works with pyroute2 0.7.2 (Debian 12 C(python3-pyroute2)) and 0.9.x.
 seealso:
@@ -521,11 +527,11 @@ commands:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.linuxnet.netns.plugins.module_utils.nat_rule_call import ARGUMENT_RULES, argument_spec, run
+from ansible_collections.linuxnet.netns.plugins.module_utils import kind, nat_rule_call as call
 
 
 def main():
-    run(AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True, **ARGUMENT_RULES))
+    kind.run_module(AnsibleModule(argument_spec=call.argument_spec(), supports_check_mode=True, **call.ARGUMENT_RULES), call.execute)
 
 
 if __name__ == '__main__':

@@ -136,8 +136,7 @@ commands:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.linuxnet.netns.plugins.module_utils.common import fail_from_exception
-from ansible_collections.linuxnet.netns.plugins.module_utils.persist_call import run
+from ansible_collections.linuxnet.netns.plugins.module_utils import kind, persist_call
 
 
 def main():
@@ -155,10 +154,7 @@ def main():
         ),
         supports_check_mode=True,
     )
-    try:
-        module.exit_json(**run(module))
-    except Exception as exc:  # pylint: disable=broad-except
-        fail_from_exception(module, exc)
+    kind.run_module(module, persist_call.execute)
 
 
 if __name__ == '__main__':

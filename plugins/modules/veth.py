@@ -263,11 +263,11 @@ commands:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.linuxnet.netns.plugins.module_utils.veth_call import ARGUMENT_RULES, argument_spec, run
+from ansible_collections.linuxnet.netns.plugins.module_utils import kind, veth_call as call
 
 
 def main():
-    run(AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True, **ARGUMENT_RULES))
+    kind.run_module(AnsibleModule(argument_spec=call.argument_spec(), supports_check_mode=True, **call.ARGUMENT_RULES), call.execute)
 
 
 if __name__ == '__main__':

@@ -167,6 +167,47 @@ def sysctls(ns=None):
 
 
 _NFT_COUNTER = re.compile(r'counter packets \d+ bytes \d+')
+_NFT_SET_START = re.compile(r'^\t(?:set|map) (\S+) \{')
+_NFT_ELEMENT = re.compile(r'(?:[^,"]|"(?:[^"\\]|\\.)*")+')
+
+
+def _sets_in_order(lines):
+    """An nft listing with each table's set and map declarations sorted by name and their
+    elements sorted: nft lists sets in the order they were created and elements in hash
+    order, neither of which means anything (a set is looked up by key), so an edited table
+    and a fresh one compare equal when they hold the same sets."""
+    result, blocks, block = [], [], None
+    for line in lines:
+        if block is not None:
+            block.append(line)
+            if line == '\t}':
+                blocks.append(_sorted_elements(block))
+                block = None
+            continue
+        if _NFT_SET_START.match(line):
+            block = [line]
+            continue
+        if blocks and line == '':
+            continue  # the blank line after a set block
+        if blocks:
+            for name, body in sorted(blocks):
+                result.extend(body + [''])
+            blocks = []
+        result.append(line)
+    return result
+
+
+def _sorted_elements(block):
+    name = _NFT_SET_START.match(block[0]).group(1)
+    head = [line for line in block[1:] if not line.strip().startswith('elements') and line.startswith('\t\t') and
+            not line.startswith('\t\t\t')]
+    text = ' '.join(line.strip() for line in block if line.strip().startswith('elements') or line.startswith('\t\t\t'))
+    body = [block[0]] + head
+    if text:
+        inner = text.split('{', 1)[1].rsplit('}', 1)[0]
+        elements = sorted(item.strip() for item in _NFT_ELEMENT.findall(inner) if item.strip())
+        body.append('\t\telements = { %s }' % ', '.join(elements))
+    return name, body + ['\t}']
 
 
 def rulesets(ns=None):
@@ -180,7 +221,7 @@ def rulesets(ns=None):
     argv = ['nft', 'list', 'ruleset']
     out = nsexec(ns, argv, check=False) if ns else sh(argv, check=False)
     # Packet/byte counters move with traffic, not with configuration.
-    result['nft'] = [_NFT_COUNTER.sub('counter', line) for line in out.splitlines()]
+    result['nft'] = _sets_in_order([_NFT_COUNTER.sub('counter', line) for line in out.splitlines()])
     return result
 
 

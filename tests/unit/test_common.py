@@ -22,10 +22,7 @@ class Failed(Exception):
 
 
 class RecordingModule:
-    """Just the AnsibleModule surface common.py touches: _diff and fail_json."""
-
-    def __init__(self, diff=False):
-        self._diff = diff
+    """Just the AnsibleModule surface common.py touches: fail_json."""
 
     def fail_json(self, **kwargs):
         raise Failed(kwargs)
@@ -74,7 +71,7 @@ class TestReport:
     def test_nothing_recorded_is_unchanged(self):
         report = common.Report()
         assert not report.changed
-        assert report.result(RecordingModule()) == {'changed': False, 'commands': []}
+        assert report.result(False) == {'changed': False, 'commands': []}
 
     def test_same_lines_in_another_order_are_unchanged(self):
         report = common.Report()
@@ -126,16 +123,16 @@ class TestReport:
     def test_result_has_diff_only_in_diff_mode_and_keeps_extras(self):
         report = common.Report()
         report.record(None, 'netns ns1', commands=['ip netns add ns1'])
-        plain = report.result(RecordingModule(diff=False), 'netns', created=['ns1'])
+        plain = report.result(False, 'netns', created=['ns1'])
         assert plain == {'changed': True, 'commands': ['ip netns add ns1'], 'created': ['ns1']}
-        with_diff = report.result(RecordingModule(diff=True), 'netns')
+        with_diff = report.result(True, 'netns')
         assert with_diff['diff'] == {'before_header': 'netns (before)', 'after_header': 'netns (after)',
                                      'before': '', 'after': 'netns ns1\n'}
 
     def test_result_commands_are_a_copy(self):
         report = common.Report()
         report.command('x')
-        result = report.result(RecordingModule())
+        result = report.result(False)
         result['commands'].append('y')
         assert report.commands == ['x']
 
@@ -235,6 +232,36 @@ class TestFailFromException:
         result = self.fail(ValidationError('name', 'x', 'bad'), None, field='given', pairs=[])
         assert result['field'] == 'given'
         assert result['pairs'] == []
+
+
+# --- KindError, failure, check_errors (what the kinds raise instead of fail_json) -----------
+
+class TestFailure:
+    def test_a_kind_error_keeps_its_message_and_fields_through_a_generic_handler(self):
+        try:
+            try:
+                raise common.KindError('v1 exists', conflicts=['v1'])
+            except Exception as exc:  # as a kind's own error handling around its apply
+                raise common.failure(exc)
+        except common.KindError as error:
+            assert error.msg == str(error) == 'v1 exists'
+            assert error.fields == {'conflicts': ['v1']}  # no exception traceback, not "KindError: ..."
+
+    def test_a_kind_error_after_a_rollback_says_what_was_undone(self):
+        calls = []
+        rollback = common.Rollback()
+        rollback.register('delete v1', calls.append, 'v1')
+        error = common.failure(common.KindError('conflict', pairs=[]), rollback, field='x')
+        assert calls == ['v1'] and error.fields == {'pairs': [], 'field': 'x'}
+        assert error.msg == 'conflict; everything this call had created was removed'
+
+    def test_check_errors_names_the_first_and_lists_every_one(self):
+        common.check_errors([])  # nothing wrong: nothing raised
+        errors = [ValidationError('a', 1, 'bad'), ValidationError('b', 2, 'worse')]
+        with pytest.raises(common.KindError) as info:
+            common.check_errors(errors)
+        assert info.value.msg == "invalid input: a=1: bad"
+        assert info.value.fields == {'field': 'a', 'value': 1, 'errors': ["a=1: bad", "b=2: worse"]}
 
 
 # --- format_command / COMMAND_ENVIRON ------------------------------------------------------

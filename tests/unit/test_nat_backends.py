@@ -145,7 +145,7 @@ def rules(*items, **kw):
 class TestPlanView:
     def test_first_rule_creates_chains_jumps_and_lines(self):
         empty = view('')
-        add = m.iptables_entries(rules(MASQ))
+        add = ipt.iptables_entries(rules(MASQ))
         [nat, filt] = ipt.plan_view(empty, [], [], add)
         assert nat.argv == ['iptables-nft-restore', '--noflush', '-w', '10']
         assert nat.lines[0] == '*nat' and nat.lines[-1] == 'COMMIT'
@@ -169,7 +169,7 @@ class TestPlanView:
 
     def test_existing_chain_is_never_redeclared(self):
         v = view()
-        add = [e for e in m.iptables_entries(rules(dict(MASQ, source='10.1.0.0/16'))) if e.table == 'nat']
+        add = [e for e in ipt.iptables_entries(rules(dict(MASQ, source='10.1.0.0/16'))) if e.table == 'nat']
         [nat] = ipt.plan_view(v, v.entries(), [], add, tables=('nat',))
         assert not any(line.startswith(':') for line in nat.lines), nat.lines
         assert not any('-A POSTROUTING' in line for line in nat.lines), 'the jump exists already'
@@ -215,7 +215,7 @@ class TestPlanView:
 
     def test_legacy_and_ipv6_use_their_own_tools(self):
         v6 = view('', family=6, variant='legacy')
-        add = m.iptables_entries(rules(dict(MASQ, source='fd45::/64')))
+        add = ipt.iptables_entries(rules(dict(MASQ, source='fd45::/64')))
         [nat, filt] = ipt.plan_view(v6, [], [], add)
         assert nat.argv[0] == 'ip6tables-legacy-restore'
         assert nat.commands[0].startswith('ip6tables-legacy -t nat ')
@@ -268,7 +268,7 @@ class TestNftables:
     def test_our_rendering_matches_what_nft_lists(self):
         """The listing above is what nft 1.0.6 printed for our own rendering of MASQ."""
         listed = set(e.tag for e in nft.parse_listing(LISTING).entries if e.tag)
-        assert set(e.tag for e in m.nft_entries(rules(MASQ))) == listed
+        assert set(e.tag for e in nft.nft_entries(rules(MASQ))) == listed
 
     def test_missing_table_reads_as_absent(self):
         argv = ('nft', '-a', 'list', 'table', 'inet', 'linuxnet_netns')
@@ -279,7 +279,7 @@ class TestNftables:
             nft.read_table(runner)
 
     def test_create_table_with_all_chains_in_one_batch(self):
-        [tx] = nft.plan_table(nft.NftTable(), [], [], m.nft_entries(rules(MASQ)))
+        [tx] = nft.plan_table(nft.NftTable(), [], [], nft.nft_entries(rules(MASQ)))
         assert tx.argv == ['nft', '-f', '-']
         assert tx.lines[:5] == [
             'add table inet linuxnet_netns',
@@ -294,7 +294,7 @@ class TestNftables:
 
     def test_change_deletes_by_handle_and_adds(self):
         table = nft.parse_listing(LISTING)
-        keep, remove, add = m.plan_entries(table.entries, m.nft_entries(rules(dict(MASQ, forward='none'))),
+        keep, remove, add = m.plan_entries(table.entries, nft.nft_entries(rules(dict(MASQ, forward='none'))),
                                            {'masq,s=192.168.45.0/24,o=eth0'})
         [tx] = nft.plan_table(table, keep, remove, add)
         assert tx.lines == ['delete rule inet linuxnet_netns forward handle 10',
@@ -361,7 +361,7 @@ class TestForwardPrecedence:
             '*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n%sCOMMIT\n' % forward_lines))
 
     def test_the_jump_goes_after_docker_user(self):
-        add = [e for e in m.iptables_entries(rules(MASQ)) if e.table == 'filter']
+        add = [e for e in ipt.iptables_entries(rules(MASQ)) if e.table == 'filter']
         [filt] = ipt.plan_view(self.filter_view(self.DOCKER), [], [], add, tables=('filter',))
         assert filt.lines[-3:-1] == ['-I FORWARD 2 -m comment --comment "lnt:jump" -j LNT-FORWARD',
                                      '-I FORWARD 2 -m comment --comment "lnt:user" -j LNT-USER']
@@ -371,7 +371,7 @@ class TestForwardPrecedence:
             '-A FORWARD -j DOCKER-USER', '-A FORWARD -m comment --comment "lnt:jump" -j LNT-FORWARD\n'
                                          '-A FORWARD -j DOCKER-USER')
         v = self.filter_view(old)
-        add = [e for e in m.iptables_entries(rules(MASQ)) if e.table == 'filter']
+        add = [e for e in ipt.iptables_entries(rules(MASQ)) if e.table == 'filter']
         [filt] = ipt.plan_view(v, [], [], add, tables=('filter',))
         body = filt.lines[1:-1]
         # deleted first, then inserted after DOCKER-USER (which is at position 1 once ours is gone)
@@ -384,7 +384,7 @@ class TestForwardPrecedence:
             '-A FORWARD -m comment --comment "lnt:jump" -j LNT-FORWARD\n-A FORWARD -j DOCKER-FORWARD\n'))
         v = self.filter_view(placed)
         assert ipt.forward_jumps_in_order(v)
-        add = [e for e in m.iptables_entries(rules(MASQ)) if e.table == 'filter']
+        add = [e for e in ipt.iptables_entries(rules(MASQ)) if e.table == 'filter']
         [filt] = ipt.plan_view(v, [], [], add, tables=('filter',))
         assert not any(line.startswith(('-I FORWARD', '-D FORWARD', ':')) for line in filt.lines), filt.lines
 
@@ -403,17 +403,17 @@ class TestForwardPrecedence:
 def test_an_added_line_is_inserted_at_its_place_in_both_backends():
     """A changed first rule is inserted in front of the second, not appended after it."""
     first, second = rules(dict(MASQ, random_fully=True))[0], rules(dict(MASQ, source='10.1.0.0/16'))[0]
-    kept = [e for e in m.iptables_entries([second]) if e.table == 'nat']
-    wanted = [e for e in m.iptables_entries([first, second]) if e.table == 'nat']
+    kept = [e for e in ipt.iptables_entries([second]) if e.table == 'nat']
+    wanted = [e for e in ipt.iptables_entries([first, second]) if e.table == 'nat']
     keep, remove, add = m.in_desired_order(wanted, kept, [], [wanted[0]], set(r.rule_ids()[0] for r in (first, second)))
     v = ipt.XtablesView(4, 'nft', ipt.parse_save('*nat\n:LNT-POSTROUTING - [0:0]\n-A POSTROUTING -m comment '
                                                  '--comment "lnt:jump" -j LNT-POSTROUTING\n-A LNT-POSTROUTING %s\n'
                                                  'COMMIT\n' % kept[0].text))
     [nat] = ipt.plan_view(v, keep, remove, add, tables=('nat',))
     assert nat.lines[1].startswith('-I LNT-POSTROUTING 1 -s 192.168.45.0/24'), nat.lines
-    kept_nft = m.nft_entries([second])
+    kept_nft = nft.nft_entries([second])
     kept_nft[0].handle = 7
-    wanted_nft = m.nft_entries([first, second])
+    wanted_nft = nft.nft_entries([first, second])
     keep, remove, add = m.in_desired_order(wanted_nft, kept_nft, [], [wanted_nft[0]],
                                            set(r.rule_ids()[0] for r in (first, second)))
     table = nft.NftTable(exists=True, policies={'postrouting': 'accept', 'prerouting': 'accept',

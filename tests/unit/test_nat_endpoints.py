@@ -11,6 +11,7 @@ import re
 import pytest
 
 from ansible_collections.linuxnet.netns.plugins.module_utils import nat_iptables as ipt
+from ansible_collections.linuxnet.netns.plugins.module_utils import nat_conntrack as ct
 from ansible_collections.linuxnet.netns.plugins.module_utils import nat_model as m
 from ansible_collections.linuxnet.netns.plugins.module_utils import nat_nftables as nft
 from ansible_collections.linuxnet.netns.plugins.module_utils.validation import ValidationError
@@ -45,12 +46,14 @@ def ep(address, port=None):
 
 def specs(item, chain=None):
     """iptables spec + target of each entry (the comment left out), optionally of one chain."""
-    return [e.text.split(' -m comment')[0] + e.text.split('"')[-1] for e in m.iptables_entries([parsed(item)])
+    return [e.text.split(' -m comment')[0] + e.text.split('"')[-1] for e in ipt.iptables_entries([parsed(item)])
             if chain is None or e.chain == chain]
 
 
 def exprs(item, chain=None):
-    return [e.text.split(' comment ')[0] for e in m.nft_entries([parsed(item)]) if chain is None or e.chain == chain]
+    """The nft expression of each line (as a rule; nft_entries turns some into set elements)."""
+    return [nft.nft_expr(line) for dummy_rid, line in m.ordered_lines([parsed(item)])
+            if chain is None or line.chain == chain]
 
 
 # --- validation ------------------------------------------------------------------------------
@@ -150,7 +153,7 @@ class TestParseEndpoints:
 
     def test_absent_needs_no_endpoints(self):
         r = rule(kind='dnat', protocol='tcp', port=30080, state='absent')
-        assert r.endpoints == () and m.iptables_entries([r]) == []
+        assert r.endpoints == () and ipt.iptables_entries([r]) == []
 
     def test_check_seconds(self):
         assert m.check_seconds('t', 1) == 1 and m.check_seconds('t', '604800') == 604800
@@ -209,17 +212,17 @@ class TestAllowPorts:
 # rules already in a namespace must keep their tags, or every upgrade would rewrite them.
 WEB_TAGS_BEFORE_ENDPOINTS = {
     'iptables': ['471b398e', 'bb6ab626', '407a3f66', '0af4f8d2', '0946783e'],
-    'nft': ['2604c684', '18e1e2ea', '77116a90', 'f11819d6', 'da7504a4'],
 }
 
 
 def entries_of(item, backend):
-    render = m.iptables_entries if backend == 'iptables' else m.nft_entries
+    render = ipt.iptables_entries if backend == 'iptables' else nft.nft_entries
     return [(e.family, e.table, e.chain, e.tag, e.text) for e in render([parsed(item)])]
 
 
 class TestOneEndpoint:
-    @pytest.mark.parametrize('backend', ['iptables', 'nft'])
+    # nft: since 0.4.0 these lines are elements of sets and maps (a one-time rewrite on upgrade)
+    @pytest.mark.parametrize('backend', ['iptables'])
     def test_the_tags_of_a_to_address_rule_did_not_change(self, backend):
         tags = [entry[3] for entry in entries_of(WEB, backend)]
         assert tags == ['lnt:dnat,p=tcp,d=192.168.1.32,port=8080 %s' % digest
@@ -352,13 +355,13 @@ class TestAffinity:
 
     def test_affinity_sets_of_the_entries(self):
         names = affinity_names(self.AFF)
-        assert nft.affinity_sets(m.nft_entries([parsed(self.AFF)])) == dict((name, (4, 30)) for name in names)
-        assert nft.affinity_sets(m.nft_entries([parsed(NODEPORT)])) == {}
+        assert nft.affinity_sets(nft.nft_entries([parsed(self.AFF)])) == dict((name, (4, 30)) for name in names)
+        assert nft.affinity_sets(nft.nft_entries([parsed(NODEPORT)])) == {}
         v6 = dict(self.AFF, affinity_timeout=600, endpoints=[{'address': 'fd45::1'}])
-        assert list(nft.affinity_sets(m.nft_entries([parsed(v6)])).values()) == [(6, 600)]
+        assert list(nft.affinity_sets(nft.nft_entries([parsed(v6)])).values()) == [(6, 600)]
 
     def test_affinity_changes_the_lines_in_place(self):
-        on, off = m.iptables_entries([parsed(self.AFF)]), m.iptables_entries([parsed(NODEPORT)])
+        on, off = ipt.iptables_entries([parsed(self.AFF)]), ipt.iptables_entries([parsed(NODEPORT)])
         assert set(e.rule_id for e in on) == set(e.rule_id for e in off)
         keep, remove, add = m.plan_entries(on, off, {on[0].rule_id})
         assert len(remove) == 6 and len(add) == 3 and keep == []
@@ -440,10 +443,12 @@ AFF_RULE = dict(kind='dnat', protocol='tcp', port=30080, balance='round_robin', 
                 endpoints=[{'address': '10.77.0.2', 'port': 80}, {'address': '10.77.0.3', 'port': 80}])
 AFF_ID = 'dnat,p=tcp,d=local-ipv4,port=30080'
 SET_A, SET_B = 'lnt_aff_4_30_23c998538133', 'lnt_aff_4_30_16116f7ef187'  # of 10.77.0.2:80 and 10.77.0.3:80
+SNAT_SET = 'lnt_postrouting_533e92687dee'  # the source NAT of both endpoints' DNAT'ed flows
 
 # What `nft -a list table inet linuxnet_netns` (nft 1.0.6) printed in a scratch namespace after
-# nat_rule applied AFF_RULE, one client remembered with `nft add element` and a set of an
-# administrator's own (admin_block) added to the table.
+# the batch nat_nftables.plan_table made for AFF_RULE on an empty table, one client remembered
+# with `nft add element` and a set of an administrator's own (admin_block) added to the table.
+# The source NAT of the two endpoints is one set (lnt_postrouting_...) and the rule looking it up.
 LISTING_WITH_SETS = """table inet linuxnet_netns { # handle 1
     set lnt_aff_4_30_16116f7ef187 { # handle 5
         type ipv4_addr
@@ -458,6 +463,12 @@ LISTING_WITH_SETS = """table inet linuxnet_netns { # handle 1
         size 65535
         flags dynamic,timeout
         timeout 30s
+    }
+
+    set lnt_postrouting_533e92687dee { # handle 7
+        type ipv4_addr . inet_service . inet_service
+        elements = { 10.77.0.2 . 80 . 30080 @TAG@54adae8a",
+                 10.77.0.3 . 80 . 30080 @TAG@10ea8cea" }
     }
 
     set admin_block { # handle 13
@@ -478,8 +489,7 @@ LISTING_WITH_SETS = """table inet linuxnet_netns { # handle 1
 
     chain postrouting { # handle 3
         type nat hook postrouting priority srcnat; policy accept;
-        ip daddr 10.77.0.2 tcp dport 80 ct status dnat ct original proto-dst 30080 masquerade @TAG@45fb9bcd" # handle 7
-        ip daddr 10.77.0.3 tcp dport 80 ct status dnat ct original proto-dst 30080 masquerade @TAG@b452073a" # handle 8
+        ct status dnat ip daddr . tcp dport . ct original proto-dst @lnt_postrouting_533e92687dee masquerade @SET@ # handle 8
     }
 
     chain forward { # handle 4
@@ -487,7 +497,8 @@ LISTING_WITH_SETS = """table inet linuxnet_netns { # handle 1
     }
 }
 """.replace('    ', '\t').replace(  # nft indents with tabs
-    '@TAG@', 'comment \"lnt:dnat,p=tcp,d=local-ipv4,port=30080 ').replace('@PUB@', 'fib daddr type local tcp dport 30080')
+    '@TAG@', 'comment \"lnt:dnat,p=tcp,d=local-ipv4,port=30080 ').replace('@PUB@', 'fib daddr type local tcp dport 30080').replace(
+    '@SET@', 'comment "lnt-set lnt_postrouting_533e92687dee"')
 
 
 def set_line(name, family=4, timeout=30):
@@ -502,23 +513,25 @@ def first_index(lines, predicate):
 class TestNftListingWithSets:
     def test_parse_listing_records_sets_and_only_rules_as_entries(self):
         table = nft.parse_listing(LISTING_WITH_SETS)
-        assert table.sets == [SET_B, SET_A, 'admin_block']
+        assert table.sets == [SET_B, SET_A, SNAT_SET, 'admin_block']
         assert table.policies == {'prerouting': 'accept', 'output': 'accept', 'postrouting': 'accept',
                                   'forward': 'accept'}
-        assert [(e.chain, e.handle) for e in table.entries] == [
-            ('prerouting', 9), ('prerouting', 10), ('prerouting', 11), ('prerouting', 12),
-            ('postrouting', 7), ('postrouting', 8)]
+        # the elements of our set are entries (no handle, no order); the rule looking it up is not
+        assert [(e.chain, e.handle, e.unordered) for e in table.entries] == [(SNAT_SET, None, True)] * 2 + [
+            ('prerouting', 9, False), ('prerouting', 10, False), ('prerouting', 11, False), ('prerouting', 12, False)]
+        assert [e.slot[1] for e in table.entries[:2]] == ['10.77.0.2 . 80 . 30080', '10.77.0.3 . 80 . 30080']
+        assert table.container_rules == {SNAT_SET: [('postrouting', 8)]} and table.container_order == [SNAT_SET]
         assert set(e.rule_id for e in table.entries) == {AFF_ID}
         assert not any('elements' in e.text or 'ipv4_addr' in e.text for e in table.entries)
 
     def test_the_names_our_model_gives_are_the_ones_nft_listed(self):
         assert affinity_names(AFF_RULE) == [SET_A, SET_B]
         listed = [e.tag for e in nft.parse_listing(LISTING_WITH_SETS).entries]
-        assert sorted(listed) == sorted(e.tag for e in m.nft_entries([parsed(AFF_RULE)]))
+        assert sorted(listed) == sorted(e.tag for e in nft.nft_entries([parsed(AFF_RULE)]))
 
     def test_the_applied_listing_needs_nothing(self):
         table = nft.parse_listing(LISTING_WITH_SETS)
-        keep, remove, add = m.plan_entries(table.entries, m.nft_entries([parsed(AFF_RULE)]), {AFF_ID})
+        keep, remove, add = m.plan_entries(table.entries, nft.nft_entries([parsed(AFF_RULE)]), {AFF_ID})
         assert (len(keep), remove, add) == (6, [], [])
         assert nft.plan_table(table, keep, remove, add) == [], 'no set added again, admin_block left alone'
 
@@ -526,7 +539,7 @@ class TestNftListingWithSets:
         table = nft.parse_listing(LISTING_WITH_SETS)
         off = dict(AFF_RULE)
         del off['affinity_timeout']
-        keep, remove, add = m.plan_entries(table.entries, m.nft_entries([parsed(off)]), {AFF_ID})
+        keep, remove, add = m.plan_entries(table.entries, nft.nft_entries([parsed(off)]), {AFF_ID})
         [tx] = nft.plan_table(table, keep, remove, add)
         assert tx.lines[:6] == ['delete rule inet linuxnet_netns prerouting handle %d' % handle
                                 for handle in (9, 10, 11, 12)] + [
@@ -542,7 +555,7 @@ class TestNftListingWithSets:
     def test_a_new_timeout_adds_new_sets_before_their_rules_and_deletes_the_old_ones(self):
         table = nft.parse_listing(LISTING_WITH_SETS)
         longer = dict(AFF_RULE, affinity_timeout=60)
-        keep, remove, add = m.plan_entries(table.entries, m.nft_entries([parsed(longer)]), {AFF_ID})
+        keep, remove, add = m.plan_entries(table.entries, nft.nft_entries([parsed(longer)]), {AFF_ID})
         [tx] = nft.plan_table(table, keep, remove, add)
         new_names = affinity_names(longer)
         wanted = sorted(set_line(n, timeout=60) for n in new_names)
@@ -557,23 +570,31 @@ class TestNftListingWithSets:
         assert len([line for line in tx.lines if line.startswith('delete rule')]) == 4, 'postrouting kept'
 
     def test_a_new_table_gets_the_sets_before_any_rule(self):
-        [tx] = nft.plan_table(nft.NftTable(), [], [], m.nft_entries([parsed(AFF_RULE)]))
+        [tx] = nft.plan_table(nft.NftTable(), [], [], nft.nft_entries([parsed(AFF_RULE)]))
         assert tx.lines[5:7] == [set_line(SET_B), set_line(SET_A)]
-        assert all(line.startswith('add rule') for line in tx.lines[7:]) and len(tx.lines) == 13
+        assert tx.lines[7:9] == [
+            'add set inet linuxnet_netns %s { type ipv4_addr . inet_service . inet_service; }' % SNAT_SET,
+            'insert rule inet linuxnet_netns postrouting meta l4proto tcp ct status dnat ip daddr . tcp dport . '
+            'ct original proto-dst @%s masquerade comment "lnt-set %s"' % (SNAT_SET, SNAT_SET)]
+        assert all(line.startswith('add rule') for line in tx.lines[9:13])
+        assert [line.split(' comment ')[0] for line in tx.lines[13:]] == [
+            'add element inet linuxnet_netns %s { 10.77.0.2 . 80 . 30080' % SNAT_SET,
+            'add element inet linuxnet_netns %s { 10.77.0.3 . 80 . 30080' % SNAT_SET]
         v6 = dict(AFF_RULE, affinity_timeout=90, endpoints=[{'address': 'fd77::2'}])
-        [tx6] = nft.plan_table(nft.NftTable(), [], [], m.nft_entries([parsed(v6)]))
+        [tx6] = nft.plan_table(nft.NftTable(), [], [], nft.nft_entries([parsed(v6)]))
         assert tx6.lines[5] == set_line(affinity_names(v6)[0], family=6, timeout=90)
 
     def test_sets_of_rules_this_call_does_not_manage_stay(self):
         other = dict(AFF_RULE, port=30081)
-        current = m.nft_entries([parsed(AFF_RULE), parsed(other)])
+        current = nft.nft_entries([parsed(AFF_RULE), parsed(other)])
         for handle, entry in enumerate(current, start=20):
             entry.handle = handle
         table = nft.NftTable(exists=True, policies=dict((c[0], 'accept') for c in nft.CHAINS), entries=current,
-                             sets=sorted(affinity_names(AFF_RULE) + affinity_names(other) + ['lnt_other', 'x']))
+                             sets=sorted(affinity_names(AFF_RULE) + affinity_names(other) + ['lnt_other', 'x', SNAT_SET]))
+        table.container_rules, table.container_order = {SNAT_SET: [('postrouting', 40)]}, [SNAT_SET]
         off = dict(AFF_RULE)
         del off['affinity_timeout']
-        keep, remove, add = m.plan_entries(current, m.nft_entries([parsed(off)]), {AFF_ID})
+        keep, remove, add = m.plan_entries(current, nft.nft_entries([parsed(off)]), {AFF_ID})
         [tx] = nft.plan_table(table, keep, remove, add)
         deleted = sorted(line.split()[-1] for line in tx.lines if line.startswith('delete set'))
         assert deleted == sorted(affinity_names(AFF_RULE))
@@ -593,28 +614,28 @@ UDP = dict(kind='dnat', protocol='udp', port=5353, hairpin=False, forward='none'
 UDP_ID = 'dnat,p=udp,d=local-ipv4,port=5353'
 
 
-def change(old_item, new_item, render=m.iptables_entries):
+def change(old_item, new_item, render=ipt.iptables_entries):
     """The cleanups of replacing ``old_item`` (as applied) with ``new_item``."""
     new = [parsed(new_item)] if new_item else []
     current = render([parsed(old_item)]) if old_item else []
     ids = set([UDP_ID, 'dnat,p=tcp,d=local-ipv4,port=30080'])
     keep, remove, add = m.plan_entries(current, render(new), ids)
-    return m.conntrack_cleanups(new, remove, add, None, kept=keep)
+    return ct.conntrack_cleanups(new, remove, add, None, kept=keep)
 
 
 class TestCleanupsWithEndpoints:
-    @pytest.mark.parametrize('render', [m.iptables_entries, m.nft_entries])
+    @pytest.mark.parametrize('render', [ipt.iptables_entries, nft.nft_entries])
     def test_a_removed_endpoint_is_the_only_stale_target(self, render):
         tcp = dict(NODEPORT, endpoints=EPS3)
         cleanups = change(tcp, dict(tcp, endpoints=[EPS3[0], EPS3[2]]), render)
-        assert cleanups == [m.Cleanup(4, 'tcp', None, (30080, 30080), ep('10.244.2.10', 8080), None)]
+        assert cleanups == [ct.Cleanup(4, 'tcp', None, (30080, 30080), ep('10.244.2.10', 8080), None)]
 
     def test_a_removed_udp_endpoint_also_keeps_only_the_remaining_ones(self):
         cleanups = change(UDP, dict(UDP, endpoints=UDP['endpoints'][:1]))
-        assert cleanups == [m.Cleanup(4, 'udp', None, (5353, 5353), ep('10.244.2.10'), None),
-                            m.Cleanup(4, 'udp', None, (5353, 5353), None, (ep('10.244.1.10'),))]
+        assert cleanups == [ct.Cleanup(4, 'udp', None, (5353, 5353), ep('10.244.2.10'), None),
+                            ct.Cleanup(4, 'udp', None, (5353, 5353), None, (ep('10.244.1.10'),))]
 
-    @pytest.mark.parametrize('render', [m.iptables_entries, m.nft_entries])
+    @pytest.mark.parametrize('render', [ipt.iptables_entries, nft.nft_entries])
     def test_an_endpoint_added_to_a_udp_rule_makes_nothing_stale(self, render):
         grown = dict(UDP, endpoints=UDP['endpoints'] + [{'address': '10.244.3.10'}])
         assert change(UDP, grown, render) == []
@@ -623,32 +644,32 @@ class TestCleanupsWithEndpoints:
 
     def test_a_new_udp_rule_keeps_all_its_endpoints(self):
         [cleanup] = change(None, UDP)
-        assert cleanup == m.Cleanup(4, 'udp', None, (5353, 5353), None, (ep('10.244.1.10'), ep('10.244.2.10')))
+        assert cleanup == ct.Cleanup(4, 'udp', None, (5353, 5353), None, (ep('10.244.1.10'), ep('10.244.2.10')))
 
     def test_a_removed_rule_makes_every_endpoint_stale(self):
-        removed = m.iptables_entries([parsed(dict(NODEPORT, endpoints=EPS3))])
-        cleanups = m.conntrack_cleanups([], removed, [], None)
+        removed = ipt.iptables_entries([parsed(dict(NODEPORT, endpoints=EPS3))])
+        cleanups = ct.conntrack_cleanups([], removed, [], None)
         assert [c.stale_target for c in cleanups] == [ep(e['address'], 8080) for e in EPS3]
         assert all(c.keep_targets is None for c in cleanups)
 
     def test_an_endpoint_whose_port_changed_is_stale_under_its_old_port(self):
         moved = dict(UDP, endpoints=[{'address': '10.244.1.10', 'port': 53}, UDP['endpoints'][1]])
         cleanups = change(UDP, moved)
-        assert cleanups[0] == m.Cleanup(4, 'udp', None, (5353, 5353), ep('10.244.1.10'), None)
+        assert cleanups[0] == ct.Cleanup(4, 'udp', None, (5353, 5353), ep('10.244.1.10'), None)
         assert cleanups[1].keep_targets == (ep('10.244.1.10', 53), ep('10.244.2.10'))
 
     def test_stale_entries_keep_every_remaining_endpoint(self):
-        def ct(reply_src, reply_sport=5353, dst='192.168.1.11'):
+        def entry(reply_src, reply_sport=5353, dst='192.168.1.11'):
             return {'protocol': 'udp', 'original': {'src': '172.31.0.10', 'dst': dst, 'sport': 40000, 'dport': 5353},
                     'reply': {'src': reply_src, 'dst': '172.31.0.10', 'sport': reply_sport, 'dport': 40000}}
 
-        entries = [ct('10.244.1.10'), ct('10.244.2.10'), ct('10.244.3.10'), ct('192.168.1.11'),
-                   ct('10.244.2.10', reply_sport=53), ct('10.244.3.10', dst='8.8.8.8')]
+        entries = [entry('10.244.1.10'), entry('10.244.2.10'), entry('10.244.3.10'), entry('192.168.1.11'),
+                   entry('10.244.2.10', reply_sport=53), entry('10.244.3.10', dst='8.8.8.8')]
         local = {ipaddress.ip_address('192.168.1.11')}
-        keep = m.Cleanup(4, 'udp', None, (5353, 5353), None, (ep('10.244.1.10'), ep('10.244.2.10', 5353)))
-        assert m.stale_entries(keep, entries, local) == [entries[2], entries[3], entries[4]]
-        stale = m.Cleanup(4, 'udp', None, (5353, 5353), ep('10.244.3.10'), None)
-        assert m.stale_entries(stale, entries, local) == [entries[2]]
+        keep = ct.Cleanup(4, 'udp', None, (5353, 5353), None, (ep('10.244.1.10'), ep('10.244.2.10', 5353)))
+        assert ct.stale_entries(keep, entries, local) == [entries[2], entries[3], entries[4]]
+        stale = ct.Cleanup(4, 'udp', None, (5353, 5353), ep('10.244.3.10'), None)
+        assert ct.stale_entries(stale, entries, local) == [entries[2]]
 
 
 # --- iptables: the default mask of a listed recent match ---------------------------------------------

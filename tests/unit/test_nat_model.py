@@ -6,6 +6,9 @@ import ipaddress
 
 import pytest
 
+from ansible_collections.linuxnet.netns.plugins.module_utils import nat_iptables as ipt
+from ansible_collections.linuxnet.netns.plugins.module_utils import nat_nftables as nft
+from ansible_collections.linuxnet.netns.plugins.module_utils import nat_conntrack as ct
 from ansible_collections.linuxnet.netns.plugins.module_utils import nat_model as m
 from ansible_collections.linuxnet.netns.plugins.module_utils.validation import ValidationError
 
@@ -15,6 +18,12 @@ WEB = dict(kind='dnat', protocol='tcp', port=8080, destination='192.168.1.32', t
 
 def rule(**item):
     return m.parse_rule('', item)
+
+
+def line_exprs(rules):
+    """(chain, nft expression) of each line of ``rules`` rendered as a rule (nft_entries turns
+    the lines that differ only in per-flow values into set elements: see test_nft_sets.py)."""
+    return [(line.chain, nft.nft_expr(line)) for dummy_rid, line in m.ordered_lines(rules)]
 
 
 def rejected(item, field, reason, prefix=''):
@@ -174,7 +183,7 @@ class TestRuleIds:
 
 def rendered_iptables(item):
     return [(e.family, e.table, e.chain, e.text.split(' -m comment')[0] + e.text.split('"')[-1])
-            for e in m.iptables_entries([rule(**item)])]
+            for e in ipt.iptables_entries([rule(**item)])]
 
 
 class TestLines:
@@ -203,14 +212,14 @@ class TestLines:
         assert masq[1:] == rendered_iptables(MASQ)[1:]  # the FORWARD companions are the same
         snat = rendered_iptables(dict(kind='snat', source='10.0.0.0/8', to_source='10.20.0.2', random_fully=True))
         assert snat[0][3] == '-s 10.0.0.0/8 -j SNAT --to-source 10.20.0.2 --random-fully'
-        nft = [e.text.split(' comment ')[0] for e in m.nft_entries([
+        nft_lines = [e.text.split(' comment ')[0] for e in nft.nft_entries([
             rule(**dict(MASQ, random_fully=True)),
             rule(kind='snat', source='fd00:1::/64', to_source='fd00:2::1', random_fully=True)])]
-        assert nft[0] == 'ip saddr 192.168.45.0/24 oifname "eth0" masquerade fully-random'
-        assert 'ip6 saddr fd00:1::/64 snat ip6 to fd00:2::1 fully-random' in nft
+        assert nft_lines[0] == 'ip saddr 192.168.45.0/24 oifname "eth0" masquerade fully-random'
+        assert 'ip6 saddr fd00:1::/64 snat ip6 to fd00:2::1 fully-random' in nft_lines
         # A rendering of its own: the tag's digest differs, so a change replaces the line in place.
-        [plain] = [e for e in m.iptables_entries([rule(**MASQ)]) if e.table == 'nat']
-        [fully] = [e for e in m.iptables_entries([rule(**dict(MASQ, random_fully=True))]) if e.table == 'nat']
+        [plain] = [e for e in ipt.iptables_entries([rule(**MASQ)]) if e.table == 'nat']
+        [fully] = [e for e in ipt.iptables_entries([rule(**dict(MASQ, random_fully=True))]) if e.table == 'nat']
         assert plain.rule_id == fully.rule_id and plain.text != fully.text
 
     def test_dnat_with_hairpin_and_host_access(self):
@@ -244,7 +253,7 @@ class TestLines:
                                                       '-j DNAT --to-destination fd45::3')]
 
     def test_nft_expressions(self):
-        exprs = [(e.chain, e.text.split(' comment ')[0]) for e in m.nft_entries([rule(**WEB), rule(**MASQ)])]
+        exprs = line_exprs([rule(**WEB), rule(**MASQ)])
         assert exprs == [
             ('prerouting', 'ip daddr 192.168.1.32 tcp dport 8080 dnat ip to 192.168.45.3:80'),
             ('postrouting', 'ip saddr 192.168.45.3 ip daddr 192.168.45.3 tcp dport 80 ct status dnat masquerade'),
@@ -258,22 +267,22 @@ class TestLines:
         ]
 
     def test_nft_marks_the_family_when_no_address_does(self):
-        entries = m.nft_entries([rule(kind='dnat', protocol='tcp', port=443, to_address='fd45::3',
-                                      in_interface='eth0', out_interface='veth1', forward='both')])
-        assert entries[0].text.startswith('meta nfproto ipv6 fib daddr type local iifname "eth0" tcp dport 443 '
-                                          'dnat ip6 to fd45::3 comment "lnt:')
-        assert any(e.text.startswith('meta nfproto ipv6 iifname "eth0" oifname "veth1" accept') for e in entries)
-        output = [e for e in entries if e.chain == 'output'][0]
-        assert output.text.startswith('ip6 daddr != ::1/128 fib daddr type local tcp dport 443')
+        exprs = line_exprs([rule(kind='dnat', protocol='tcp', port=443, to_address='fd45::3',
+                                 in_interface='eth0', out_interface='veth1', forward='both')])
+        assert exprs[0] == ('prerouting', 'meta nfproto ipv6 fib daddr type local iifname "eth0" tcp dport 443 '
+                                          'dnat ip6 to fd45::3')
+        assert ('forward', 'meta nfproto ipv6 iifname "eth0" oifname "veth1" accept') in exprs
+        output = [expr for chain, expr in exprs if chain == 'output'][0]
+        assert output.startswith('ip6 daddr != ::1/128 fib daddr type local tcp dport 443')
 
     def test_nft_ipv6_target_port_is_bracketed(self):
-        entries = m.nft_entries([rule(kind='dnat', protocol='sctp', port=99, destination='fd12::1',
-                                      to_address='fd45::3', to_port=80, hairpin=False, forward='none')])
-        assert entries[0].text.split(' comment ')[0] == 'ip6 daddr fd12::1 sctp dport 99 dnat ip6 to [fd45::3]:80'
+        exprs = line_exprs([rule(kind='dnat', protocol='sctp', port=99, destination='fd12::1',
+                                 to_address='fd45::3', to_port=80, hairpin=False, forward='none')])
+        assert exprs[0][1] == 'ip6 daddr fd12::1 sctp dport 99 dnat ip6 to [fd45::3]:80'
 
     def test_absent_rules_render_nothing(self):
-        assert m.iptables_entries([rule(**dict(WEB, state='absent'))]) == []
-        assert m.nft_entries([rule(**dict(WEB, state='absent'))]) == []
+        assert ipt.iptables_entries([rule(**dict(WEB, state='absent'))]) == []
+        assert nft.nft_entries([rule(**dict(WEB, state='absent'))]) == []
 
 
 # --- tags and planning ----------------------------------------------------------------------------
@@ -291,7 +300,7 @@ class TestTags:
         assert m.parse_tag(comment) is None
 
     def test_every_entry_of_a_rule_carries_its_id(self):
-        entries = m.iptables_entries([rule(**WEB)])
+        entries = ipt.iptables_entries([rule(**WEB)])
         assert set(e.rule_id for e in entries) == {'dnat,p=tcp,d=192.168.1.32,port=8080'}
         assert len(set(e.tag for e in entries)) == len(entries)
         assert all(('"%s"' % e.tag) in e.text for e in entries)
@@ -346,72 +355,72 @@ class TestTargets:
         ('udp dport 53 dnat ip6 to [fd45::3]:53', 'fd45::3', (53, 53)),
     ])
     def test_targets_of_listed_dnat_lines(self, text, address, ports):
-        assert m.dnat_target(text) == m.Target(ipaddress.ip_address(address), ports)
+        assert ct.dnat_target(text) == m.Target(ipaddress.ip_address(address), ports)
 
     def test_lines_without_dnat_have_no_target(self):
-        assert m.dnat_target('-s 10.0.0.0/8 -j MASQUERADE') is None
+        assert ct.dnat_target('-s 10.0.0.0/8 -j MASQUERADE') is None
 
 
 class TestConntrackCleanups:
     def test_retargeted_tcp_rule_cleans_the_old_target_only(self):
         new = m.parse_rule('', dict(WEB, to_address='192.168.45.9'))
         removed = [prerouting(WEB_ID, '-j DNAT --to-destination 192.168.45.3:80')]
-        cleanups = m.conntrack_cleanups([new], removed, [prerouting(WEB_ID, 'new')], None)
-        assert cleanups == [m.Cleanup(4, 'tcp', ipaddress.ip_address('192.168.1.32'), (8080, 8080),
-                                      m.Target(ipaddress.ip_address('192.168.45.3'), (80, 80)), None)]
+        cleanups = ct.conntrack_cleanups([new], removed, [prerouting(WEB_ID, 'new')], None)
+        assert cleanups == [ct.Cleanup(4, 'tcp', ipaddress.ip_address('192.168.1.32'), (8080, 8080),
+                                       m.Target(ipaddress.ip_address('192.168.45.3'), (80, 80)), None)]
 
     def test_removed_rule_cleans_its_target(self):
         removed = [prerouting(DNS_ID, '-j DNAT --to-destination 192.168.45.3')]
-        cleanups = m.conntrack_cleanups([], removed, [], None)
+        cleanups = ct.conntrack_cleanups([], removed, [], None)
         assert [(c.protocol, c.destination, c.ports, c.stale_target.address) for c in cleanups] == [
             ('udp', None, (53, 53), ipaddress.ip_address('192.168.45.3'))]
 
     def test_newly_published_udp_port_cleans_entries_not_going_to_the_target(self):
         new = m.parse_rule('', dict(kind='dnat', protocol='udp', port=53, to_address='192.168.45.3'))
-        cleanups = m.conntrack_cleanups([new], [], [prerouting(DNS_ID, 'x')], None)
-        assert cleanups == [m.Cleanup(4, 'udp', None, (53, 53), None,
-                                      (m.Target(ipaddress.ip_address('192.168.45.3'), None),))]
+        cleanups = ct.conntrack_cleanups([new], [], [prerouting(DNS_ID, 'x')], None)
+        assert cleanups == [ct.Cleanup(4, 'udp', None, (53, 53), None,
+                                       (m.Target(ipaddress.ip_address('192.168.45.3'), None),))]
 
     def test_nothing_for_unchanged_targets_new_tcp_or_other_namespaces(self):
         same = m.parse_rule('', dict(WEB, forward='none'))
         removed = [prerouting(WEB_ID, '-j DNAT --to-destination 192.168.45.3:80')]
-        assert m.conntrack_cleanups([same], removed, [prerouting(WEB_ID, 'y')], None) == []
-        assert m.conntrack_cleanups([m.parse_rule('', WEB)], [], [prerouting(WEB_ID, 'y')], None) == []
+        assert ct.conntrack_cleanups([same], removed, [prerouting(WEB_ID, 'y')], None) == []
+        assert ct.conntrack_cleanups([m.parse_rule('', WEB)], [], [prerouting(WEB_ID, 'y')], None) == []
         udp = m.parse_rule('', dict(kind='dnat', protocol='udp', port=53, to_address='192.168.45.3'), 'ns1')
-        assert m.conntrack_cleanups([udp], [], [prerouting(DNS_ID, 'x')], 'ns2') == []
+        assert ct.conntrack_cleanups([udp], [], [prerouting(DNS_ID, 'x')], 'ns2') == []
         # a UDP rule whose only change is a forward line is not newly published
         kept = [prerouting(DNS_ID, '-j DNAT --to-destination 192.168.45.3')]
-        assert m.conntrack_cleanups([udp], [], [], 'ns1', kept=kept) == []
+        assert ct.conntrack_cleanups([udp], [], [], 'ns1', kept=kept) == []
 
 
-def ct(protocol, dst, dport, reply_src, reply_sport):
+def conntrack_entry(protocol, dst, dport, reply_src, reply_sport):
     return {'protocol': protocol, 'original': {'src': '192.168.1.15', 'dst': dst, 'sport': 40000, 'dport': dport},
             'reply': {'src': reply_src, 'dst': '192.168.1.15', 'sport': reply_sport, 'dport': 40000}}
 
 
 class TestStaleEntries:
     entries = [
-        ct('udp', '192.168.1.32', 53, '192.168.45.3', 53),   # DNAT'ed to the old target
-        ct('udp', '192.168.1.32', 53, '192.168.1.32', 53),   # before the port was published
-        ct('udp', '8.8.8.8', 53, '8.8.8.8', 53),             # passing through, not ours
-        ct('udp', '192.168.1.32', 54, '192.168.45.3', 54),   # another port
-        ct('tcp', '192.168.1.32', 53, '192.168.45.3', 53),   # another protocol
-        ct('udp', '192.168.1.32', 53, '192.168.45.4', 53),   # already the new target
+        conntrack_entry('udp', '192.168.1.32', 53, '192.168.45.3', 53),   # DNAT'ed to the old target
+        conntrack_entry('udp', '192.168.1.32', 53, '192.168.1.32', 53),   # before the port was published
+        conntrack_entry('udp', '8.8.8.8', 53, '8.8.8.8', 53),             # passing through, not ours
+        conntrack_entry('udp', '192.168.1.32', 54, '192.168.45.3', 54),   # another port
+        conntrack_entry('tcp', '192.168.1.32', 53, '192.168.45.3', 53),   # another protocol
+        conntrack_entry('udp', '192.168.1.32', 53, '192.168.45.4', 53),   # already the new target
     ]
     local = {ipaddress.ip_address('192.168.1.32')}
 
     def test_stale_target(self):
-        cleanup = m.Cleanup(4, 'udp', None, (53, 53), m.Target(ipaddress.ip_address('192.168.45.3'), (53, 53)), None)
-        assert m.stale_entries(cleanup, self.entries, self.local) == [self.entries[0]]
+        cleanup = ct.Cleanup(4, 'udp', None, (53, 53), m.Target(ipaddress.ip_address('192.168.45.3'), (53, 53)), None)
+        assert ct.stale_entries(cleanup, self.entries, self.local) == [self.entries[0]]
 
     def test_keep_target(self):
-        cleanup = m.Cleanup(4, 'udp', None, (53, 53), None, (m.Target(ipaddress.ip_address('192.168.45.4'), None),))
-        assert m.stale_entries(cleanup, self.entries, self.local) == self.entries[:2]
+        cleanup = ct.Cleanup(4, 'udp', None, (53, 53), None, (m.Target(ipaddress.ip_address('192.168.45.4'), None),))
+        assert ct.stale_entries(cleanup, self.entries, self.local) == self.entries[:2]
 
     def test_published_address_narrows_it(self):
-        cleanup = m.Cleanup(4, 'udp', ipaddress.ip_address('192.168.1.33'), (53, 53), None,
-                            (m.Target(ipaddress.ip_address('192.168.45.4'), None),))
-        assert m.stale_entries(cleanup, self.entries, self.local) == []
+        cleanup = ct.Cleanup(4, 'udp', ipaddress.ip_address('192.168.1.33'), (53, 53), None,
+                             (m.Target(ipaddress.ip_address('192.168.45.4'), None),))
+        assert ct.stale_entries(cleanup, self.entries, self.local) == []
 
 
 # --- isolate ---------------------------------------------------------------------------------
@@ -428,23 +437,23 @@ class TestIsolate:
 
     def test_isolate_renders_its_accepts_then_a_drop_on_both_backends(self):
         r = rule(**dict(ISOLATE, allow_from=['192.168.46.0/24']))
-        ipt = [(e.chain, e.text.split(' -m comment')[0], e.text.rsplit(' ', 2)[-2:]) for e in m.iptables_entries([r])]
-        assert ipt == [('LNT-FORWARD', '-s 192.168.46.0/24 -d 192.168.45.0/24 -o veth1', ['-j', 'ACCEPT']),
-                       ('LNT-FORWARD', '-d 192.168.45.0/24 -o veth1 -m conntrack --ctstate RELATED,ESTABLISHED',
-                        ['-j', 'ACCEPT']),
-                       ('LNT-FORWARD', '-d 192.168.45.0/24 -o veth1', ['-j', 'DROP'])]
-        nft = [e.text.split(' comment')[0] for e in m.nft_entries([r])]
-        assert nft == ['ip saddr 192.168.46.0/24 ip daddr 192.168.45.0/24 oifname "veth1" accept',
-                       'ip daddr 192.168.45.0/24 oifname "veth1" ct state related,established accept',
-                       'ip daddr 192.168.45.0/24 oifname "veth1" drop']
+        ipt_lines = [(e.chain, e.text.split(' -m comment')[0], e.text.rsplit(' ', 2)[-2:]) for e in ipt.iptables_entries([r])]
+        assert ipt_lines == [('LNT-FORWARD', '-s 192.168.46.0/24 -d 192.168.45.0/24 -o veth1', ['-j', 'ACCEPT']),
+                             ('LNT-FORWARD', '-d 192.168.45.0/24 -o veth1 -m conntrack --ctstate RELATED,ESTABLISHED',
+                              ['-j', 'ACCEPT']),
+                             ('LNT-FORWARD', '-d 192.168.45.0/24 -o veth1', ['-j', 'DROP'])]
+        nft_lines = [e.text.split(' comment')[0] for e in nft.nft_entries([r])]
+        assert nft_lines == ['ip saddr 192.168.46.0/24 ip daddr 192.168.45.0/24 oifname "veth1" accept',
+                             'ip daddr 192.168.45.0/24 oifname "veth1" ct state related,established accept',
+                             'ip daddr 192.168.45.0/24 oifname "veth1" drop']
 
     def test_drops_come_after_every_accept_of_the_call(self):
         """The isolation listed first must not hide the published port of a later DNAT."""
         rules = [rule(**ISOLATE), rule(**dict(MASQ, in_interface='veth1')),
                  rule(kind='dnat', protocol='tcp', port=8080, to_address='192.168.45.3', out_interface='veth1')]
-        forward = [e.text for e in m.iptables_entries(rules, roles=('forward',))]
+        forward = [e.text for e in ipt.iptables_entries(rules, roles=('forward',))]
         assert [text.endswith('-j DROP') for text in forward] == [False] * (len(forward) - 1) + [True]
-        nft_forward = [e.text for e in m.nft_entries(rules) if e.chain == 'forward']
+        nft_forward = [e.text for e in nft.nft_entries(rules) if e.chain == 'forward']
         assert ' drop comment ' in nft_forward[-1] and all(' drop ' not in text for text in nft_forward[:-1])
 
     @pytest.mark.parametrize('extra, field, reason', [

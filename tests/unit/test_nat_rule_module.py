@@ -91,9 +91,9 @@ class TestResult:
         p = nat_rule.NamespacePlan('h1', runner=None)
         p.backend = 'iptables'
         p.before = ['ipv4 nat: old line', 'ipv4 nat: kept line', 'ipv4 filter: policy FORWARD ACCEPT']
-        p.transactions = [ipt.Transaction('ipv4 nat', ['x'], ['*nat', 'COMMIT'], ['iptables -t nat -D X'],
-                                          ['ipv4 nat: old line'], ['ipv4 nat: new line'],
-                                          [('ipv4 filter: policy FORWARD ACCEPT', 'ipv4 filter: policy FORWARD DROP')])]
+        p.transactions = [m.Transaction('ipv4 nat', ['x'], ['*nat', 'COMMIT'], ['iptables -t nat -D X'],
+                                        ['ipv4 nat: old line'], ['ipv4 nat: new line'],
+                                        [('ipv4 filter: policy FORWARD ACCEPT', 'ipv4 filter: policy FORWARD DROP')])]
 
         class Runner(object):
             def describe_text(self, command):

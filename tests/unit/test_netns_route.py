@@ -3,6 +3,7 @@
 address messages (pyroute2-encoded ones and bytes saved from the kernel), the comparison on requested fields only, planning (add/replace/remove), the
 netlink requests and operator commands, and the module's argument handling."""
 import binascii
+import contextlib
 import ipaddress
 import json
 import os
@@ -485,12 +486,19 @@ class TestRouteRequest:
         assert request['multipath'] == [{'gateway': '10.45.0.2', 'oif': 2}, {'gateway': '10.45.0.3', 'oif': 2}]
         assert 'gateway' not in request
 
-    def test_apply_change_registers_the_inverse(self):
+    def test_apply_change_registers_the_inverse(self, monkeypatch):
         calls = []
 
         class FakeIPRoute:
             def route(self, command, **kwargs):
                 calls.append((command, kwargs.get('gateway')))
+
+        @contextlib.contextmanager
+        def iproute(namespace):  # an undo opens a socket of its own in the route's namespace
+            calls.append(('open', namespace))
+            yield FakeIPRoute()
+
+        monkeypatch.setattr(R, 'iproute', iproute)
 
         class Rollback:
             undo = []
@@ -504,7 +512,7 @@ class TestRouteRequest:
         R.apply_change(FakeIPRoute(), change, self.links, rollback)
         for func, args, kwargs in rollback.undo:
             func(*args, **kwargs)
-        assert calls == [('replace', '10.45.0.3'), ('replace', '10.45.0.2')]
+        assert calls == [('replace', '10.45.0.3'), ('open', 'ns1'), ('replace', '10.45.0.2')]
 
     def test_apply_error_names_the_request_and_command(self):
         class Refusing:

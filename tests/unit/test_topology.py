@@ -1,9 +1,9 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""plugins/module_utils/topology.py without root: the parts' options (state default,
-check mode's leaving out of pending namespaces), the part view's validation and its
-exit/fail, the run of the parts in order with one shared rollback (fake parts), the
-merged result (changed_parts, commands, diffs, report=changed trimming), and the
-per-process state lock that lets several parts of one call take it."""
+"""plugins/module_utils/topology.py and kind.py without root: the parts' options (state
+default, check mode's leaving out of pending namespaces), a part's validation by its own
+argument spec and its call through the kind API, the run of the parts in order with one
+shared context and rollback (fake parts), the merged result (changed_parts, commands, diffs,
+report=changed trimming), and the state lock that several parts of one call take once."""
 import fcntl
 import os
 import time
@@ -12,12 +12,12 @@ from collections import OrderedDict
 
 import pytest
 
-from ansible_collections.linuxnet.netns.plugins.module_utils import common
+from ansible_collections.linuxnet.netns.plugins.module_utils import kind
 from ansible_collections.linuxnet.netns.plugins.module_utils import topology
-from ansible_collections.linuxnet.netns.plugins.module_utils.common import (
-    COMMAND_ENVIRON, Rollback, fail_from_exception)
+from ansible_collections.linuxnet.netns.plugins.module_utils.common import COMMAND_ENVIRON, KindError, failure
+from ansible_collections.linuxnet.netns.plugins.module_utils.kind import CallContext
 from ansible_collections.linuxnet.netns.plugins.module_utils.topology import (
-    ORDER, PARTS, PartExit, PartFailure, PartModule, Topology, describe_pending, part_params, without_pending)
+    ORDER, PARTS, Topology, describe_pending, part_params, run_part, without_pending)
 
 
 class Failed(Exception):
@@ -29,7 +29,7 @@ class Failed(Exception):
 
 
 class FakeModule(object):
-    """The AnsibleModule surface that Topology and PartModule use."""
+    """The AnsibleModule surface that Topology and CallContext use."""
 
     def __init__(self, check_mode=False, diff=False, **params):
         self.params = dict(state='present', report='changed')
@@ -73,7 +73,7 @@ def test_each_part_runs_its_own_modules_code():
         assert code.__name__.endswith('.%s_call' % part)
         assert list_key in code.argument_spec()
         assert ('state' in code.argument_spec()) is takes_state
-        assert callable(code.run) and isinstance(code.ARGUMENT_RULES, dict)
+        assert callable(code.execute) and isinstance(code.ARGUMENT_RULES, dict)
 
 
 # --- part_params -----------------------------------------------------------------------------
@@ -193,43 +193,53 @@ def test_single_form_elsewhere_is_kept_as_is(part, params):
     assert reduced is params and left_out == 0
 
 
-# --- PartModule ---------------------------------------------------------------------------------
+# --- run_part and CallContext --------------------------------------------------------------------
 
-def test_part_module_validates_with_the_parts_spec_and_fills_its_defaults():
+@pytest.fixture
+def recording_part(monkeypatch):
+    """veth's code with a recording execute: returns the list of (params, context) it got."""
+    calls = []
+    code = types.SimpleNamespace(argument_spec=PARTS['veth'][0].argument_spec,
+                                 ARGUMENT_RULES=PARTS['veth'][0].ARGUMENT_RULES,
+                                 execute=lambda params, context: calls.append((params, context)) or {'changed': False})
+    monkeypatch.setattr(topology, 'PARTS', dict(PARTS, veth=(code,) + PARTS['veth'][1:]))
+    return calls
+
+
+def test_a_part_is_validated_by_its_own_spec_and_gets_its_defaults(recording_part):
     parent = FakeModule(check_mode=True, diff=True)
-    shared = Rollback()
-    view = PartModule(parent, 'veth', {'pairs': [{'name': 'v1', 'peer': 'v2'}], 'state': 'present'}, shared)
-    assert view.params['up'] is True and view.params['recreate'] is False  # veth's own defaults
-    assert view.params['pairs'][0]['mtu'] is None
-    assert view.check_mode is True and view._diff is True
-    assert view.shared_rollback is shared and Rollback.for_call(view) is shared
-    view.warn('careful')
-    assert parent.warnings == ['veth: careful']
-    assert view.run_command(['true']) == (0, 'out', '') and parent.commands_run == [['true']]
-    assert view.get_bin_path('nft') == '/usr/sbin/nft'
+    context = CallContext(parent)
+    assert run_part(context, 'veth', {'pairs': [{'name': 'v1', 'peer': 'v2'}], 'state': 'present'}) == {'changed': False}
+    [(params, given)] = recording_part
+    assert params['up'] is True and params['recreate'] is False  # veth's own defaults
+    assert params['pairs'][0]['mtu'] is None
+    assert given is context and given.check_mode is True and given.diff is True
+    assert parent.run_command_environ_update == COMMAND_ENVIRON
+    given.warn('careful')
+    assert parent.warnings == ['veth: careful']  # the part is named in its warnings
+    assert given.module is parent  # commands run through the real module
 
 
-def test_part_module_exit_and_fail_raise_instead_of_ending_the_process():
-    view = PartModule(FakeModule(), 'netns', {'name': 'a'}, Rollback())
-    with pytest.raises(PartExit) as done:
-        view.exit_json(changed=True, created=['a'])
-    assert done.value.result == {'changed': True, 'created': ['a']}
-    with pytest.raises(PartFailure) as failed:
-        view.fail_json(msg='boom', field='name')
-    assert failed.value.part == 'netns' and failed.value.fields == {'msg': 'boom', 'field': 'name'}
-    assert str(failed.value) == 'boom'
+def test_a_parts_result_and_failure_are_a_return_value_and_a_kind_error():
+    context = CallContext(FakeModule(check_mode=True))
+    assert topology.PARTS['netns'][0].execute({'name': None, 'namespaces': [], 'state': 'present',
+                                               'loopback': True}, context)['created'] == []
+    with pytest.raises(KindError) as failed:
+        topology.PARTS['netns'][0].execute({'name': 'bad/name', 'namespaces': None, 'state': 'present',
+                                            'loopback': True}, context)
+    assert failed.value.msg.startswith("invalid input: name='bad/name'")
+    assert failed.value.fields['field'] == 'name' and len(failed.value.fields['errors']) == 1
 
 
-def test_unknown_option_of_a_part_is_a_part_failure_naming_the_option():
-    with pytest.raises(PartFailure) as failed:
-        PartModule(FakeModule(), 'veth', {'pairs': [{'name': 'v1', 'peer': 'v2', 'colour': 'red'}]}, Rollback())
-    assert failed.value.part == 'veth'
-    assert failed.value.fields['msg'].startswith('invalid input: ')
-    assert 'pairs.colour' in failed.value.fields['msg']
+def test_unknown_option_of_a_part_is_a_kind_error_naming_the_option():
+    with pytest.raises(KindError) as failed:
+        run_part(CallContext(FakeModule()), 'veth', {'pairs': [{'name': 'v1', 'peer': 'v2', 'colour': 'red'}]})
+    assert failed.value.msg.startswith('invalid input: ')
+    assert 'pairs.colour' in failed.value.msg
     assert len(failed.value.fields['errors']) == 1
-    with pytest.raises(PartFailure) as failed:
-        PartModule(FakeModule(), 'netns', {'name': 'a', 'flavour': 'x'}, Rollback())
-    assert failed.value.part == 'netns' and 'flavour' in failed.value.fields['msg']
+    with pytest.raises(KindError) as failed:
+        run_part(CallContext(FakeModule()), 'netns', {'name': 'a', 'flavour': 'x'})
+    assert 'flavour' in failed.value.msg and 'unsupported parameters of netns' in failed.value.msg
 
 
 @pytest.mark.parametrize('part, params, fragment', [
@@ -242,10 +252,9 @@ def test_unknown_option_of_a_part_is_a_part_failure_naming_the_option():
     ('netns_route', {}, 'one of the following is required: routes, dest'),
 ])
 def test_argument_rules_of_a_part_are_checked(part, params, fragment):
-    with pytest.raises(PartFailure) as failed:
-        PartModule(FakeModule(), part, params, Rollback())
-    assert failed.value.part == part
-    assert fragment in failed.value.fields['msg'], failed.value.fields
+    with pytest.raises(KindError) as failed:
+        run_part(CallContext(FakeModule()), part, params)
+    assert fragment in failed.value.msg, failed.value.fields
 
 
 def test_a_parts_bad_input_fails_the_call_with_the_parts_name_first():
@@ -262,22 +271,22 @@ def test_a_parts_bad_input_fails_the_call_with_the_parts_name_first():
 
 def fake_code(part, log, result=None, fail=None, spec=None, run=None):
     """A stand-in for a <kind>_call module: records its call, registers an undo with the
-    shared rollback, then exits with ``result`` or fails with ``fail`` (or runs ``run``)."""
+    shared rollback, then returns ``result`` or raises KindError(**fail) (or runs ``run``)."""
     list_key, takes_state = PARTS[part][1], PARTS[part][2]
     argument_spec = dict(spec or {list_key: dict(type='list', elements='dict'),
                                   'namespace': dict(type='str')})
     if takes_state:
         argument_spec['state'] = dict(type='str', choices=['present', 'absent'], default='present')
 
-    def default_run(module):
-        log.append(('run', part, dict(module.params), module.check_mode))
-        Rollback.for_call(module).register('undo ' + part, log.append, ('undo', part))
+    def default_run(params, context):
+        log.append(('run', part, dict(params), context.check_mode))
+        context.rollback.register('undo ' + part, log.append, ('undo', part))
         if fail is not None:
-            module.fail_json(**fail)
-        module.exit_json(**(result if result is not None else dict(changed=True, commands=['do ' + part])))
+            raise KindError(**fail)
+        return result if result is not None else dict(changed=True, commands=['do ' + part])
 
     return types.SimpleNamespace(__name__='fake_%s_call' % part, argument_spec=lambda: dict(argument_spec),
-                                 ARGUMENT_RULES={}, run=run or default_run)
+                                 ARGUMENT_RULES={}, execute=run or default_run)
 
 
 @pytest.fixture
@@ -336,13 +345,13 @@ def test_a_failing_part_undoes_the_earlier_parts_and_names_itself(fake_parts):
 def test_an_incomplete_rollback_is_reported(fake_parts):
     log, install = fake_parts
 
-    def broken(module):
-        Rollback.for_call(module).register('delete thing', lambda: 1 / 0)
-        module.exit_json(changed=True)
+    def broken(params, context):
+        context.rollback.register('delete thing', lambda: 1 / 0)
+        return dict(changed=True)
 
     table = topology.PARTS
     table['veth'] = (types.SimpleNamespace(argument_spec=lambda: {'pairs': dict(type='list'), 'state': dict(type='str')},
-                                           ARGUMENT_RULES={}, run=broken),) + table['veth'][1:]
+                                           ARGUMENT_RULES={}, execute=broken),) + table['veth'][1:]
     install('netns_route', fail=dict(msg='no route'))
     module = FakeModule(veth={}, netns_route={})
     with pytest.raises(Failed) as failed:
@@ -383,14 +392,14 @@ def test_outside_check_mode_nothing_is_left_out(fake_parts):
     assert 'pending_namespaces' not in result and 'left_out' not in result
 
 
-def test_a_parts_fail_json_is_not_swallowed_by_its_own_error_handling(fake_parts):
+def test_a_parts_kind_error_is_not_rewrapped_by_its_own_error_handling(fake_parts):
     dummy_log, install = fake_parts
 
-    def run(module):
+    def run(params, context):
         try:
-            module.fail_json(msg='conflict', conflicts=['v1'])  # as veth_call.run does
+            raise KindError('conflict', conflicts=['v1'])  # as veth_call.execute does
         except Exception as exc:
-            fail_from_exception(module, exc)
+            raise failure(exc)
 
     install('veth', run=run)
     with pytest.raises(Failed) as failed:
@@ -496,22 +505,18 @@ def test_trimming_skips_a_result_without_its_list():
 
 # --- the state lock ---------------------------------------------------------------------------
 
-class LockModule(object):
-    def __init__(self, check_mode=False):
-        self.check_mode = check_mode
-
-    def fail_json(self, **kwargs):
-        raise Failed(kwargs)
-
-
 @pytest.fixture
-def held_locks(monkeypatch):
-    """A fresh table of held locks; the descriptors opened in the test are closed after it."""
-    table = {}
-    monkeypatch.setattr(common, '_HELD_LOCKS', table)
-    yield table
-    for fd in table.values():
-        os.close(fd)
+def lock_path(tmp_path, monkeypatch):
+    """The state lock at a path of the test's own, a short timeout; the descriptors the
+    contexts of the test opened are closed after it."""
+    path = str(tmp_path / 'state.lock')
+    monkeypatch.setattr(kind, 'STATE_LOCK_PATH', path)
+    monkeypatch.setattr(kind, 'STATE_LOCK_TIMEOUT', 0.1)
+    contexts = []
+    yield path, contexts
+    for context in contexts:
+        if context.lock_fd is not None:
+            os.close(context.lock_fd)
 
 
 def other_holder_can_lock(path):
@@ -526,42 +531,62 @@ def other_holder_can_lock(path):
         os.close(fd)
 
 
-def test_state_lock_taken_twice_in_one_process_returns_the_same_fd_at_once(tmp_path, held_locks):
-    path = str(tmp_path / 'state.lock')
-    module = LockModule()
-    fd = common.acquire_state_lock(module, path=path, timeout=1)
-    assert isinstance(fd, int) and held_locks == {path: fd}
-    assert not other_holder_can_lock(path)  # really held
+def test_state_lock_taken_by_several_parts_of_one_call_is_taken_once(lock_path):
+    path, contexts = lock_path
+    context = CallContext(FakeModule())
+    contexts.append(context)
+    context.lock()
+    fd = context.lock_fd
+    assert isinstance(fd, int) and not other_holder_can_lock(path)  # really held
 
     started = time.monotonic()
-    # Were the second call to flock a new descriptor, it would wait for itself and fail
-    # after the timeout.
-    assert common.acquire_state_lock(module, path=path, timeout=1) == fd
-    assert time.monotonic() - started < 0.5
-    assert held_locks == {path: fd}  # no second descriptor
-    assert not other_holder_can_lock(path)
+    # Were the second part's lock a new descriptor, it would wait for itself and fail.
+    context.lock()
+    assert time.monotonic() - started < 0.05
+    assert context.lock_fd == fd and not other_holder_can_lock(path)
 
 
-def test_state_lock_held_elsewhere_still_times_out(tmp_path, held_locks):
-    path = str(tmp_path / 'state.lock')
+def test_state_lock_held_elsewhere_still_times_out(lock_path):
+    path, contexts = lock_path
     other = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
     fcntl.flock(other, fcntl.LOCK_EX)
+    context = CallContext(FakeModule())
+    contexts.append(context)
     try:
-        with pytest.raises(Failed) as failed:
-            common.acquire_state_lock(LockModule(), path=path, timeout=0.1)
-        assert 'held %s for more than' % path in failed.value.kwargs['msg']
-        assert held_locks == {}
+        with pytest.raises(KindError) as failed:
+            context.lock()
+        assert failed.value.msg == ('another linuxnet.netns call held %s for more than 0 s; nothing was changed'
+                                    % path)
+        assert context.lock_fd is None
     finally:
         os.close(other)
     # Once the other holder is gone, the lock is taken and remembered.
-    fd = common.acquire_state_lock(LockModule(), path=path, timeout=1)
-    assert held_locks == {path: fd}
+    context.lock()
+    assert context.lock_fd is not None and not other_holder_can_lock(path)
 
 
-def test_state_lock_is_not_taken_in_check_mode(tmp_path, held_locks):
-    path = str(tmp_path / 'state.lock')
-    assert common.acquire_state_lock(LockModule(check_mode=True), path=path) is None
-    assert held_locks == {} and not os.path.exists(path)
+def test_state_lock_is_not_taken_in_check_mode(lock_path):
+    path, contexts = lock_path
+    context = CallContext(FakeModule(check_mode=True))
+    context.lock()
+    assert context.lock_fd is None and not os.path.exists(path)
+
+
+def test_a_module_exits_with_the_result_or_fails_with_the_kind_error():
+    class Module(FakeModule):
+        def exit_json(self, **kwargs):
+            raise Failed(dict(kwargs, exited=True))
+
+    with pytest.raises(Failed) as done:
+        kind.run_module(Module(), lambda params, context: dict(changed=context.check_mode, state=params['state']))
+    assert done.value.kwargs == {'changed': False, 'state': 'present', 'exited': True}
+
+    def fails(params, context):
+        raise KindError('no route', field='routes[0]')
+
+    with pytest.raises(Failed) as failed:
+        kind.run_module(Module(), fails)
+    assert failed.value.kwargs == {'msg': 'no route', 'field': 'routes[0]'}
 
 
 @pytest.mark.parametrize('params', [
