@@ -28,7 +28,7 @@ description:
   - With nftables, the lines that differ only in per-flow values (a DNAT's published address and
     port with its target, the FORWARD accepts and source NAT of the flows it translated) are
     elements of one set or map per shape (C(lnt_<chain>_<digest>)), each element commented with
-    its rule's tag, looked up by one rule at the top of its chain: the first packet of a flow
+    its rule's tag, looked up by one rule at the top of its chain; the first packet of a flow
     costs the same at 10 and at thousands of published ports. Port ranges, networks and the picks
     among several O(rules[].endpoints) stay rules.
   - Each call reads the current rules once per namespace, computes the difference and applies it
