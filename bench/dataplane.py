@@ -15,7 +15,7 @@ is rendered by the collection's own nat_model, so it is exactly what the backend
 - iptables: chain LNT-PREROUTING (nat), jumped to from PREROUTING, one DNAT rule per port
   (nat_iptables.iptables_entries); iptables is iptables-nft or legacy, whichever the host has;
 - nft-rules: table inet linuxnet_netns, chain prerouting, one rule per port (each line rendered
-  as a rule with nat_nftables.nft_expr: what the nft backend wrote up to 0.3.0);
+  as a rule with nat_nftables.nft_expr: what the nft backend wrote up to 0.2.0);
 - nft: what the nft backend writes now (nat_nftables.nft_entries + plan_table on an empty
   table): ONE rule, `dnat ip to ip daddr . tcp dport map @lnt_prerouting_...`, and a map of P
   elements (published address . port : target . port), each tagged with its rule's comment.

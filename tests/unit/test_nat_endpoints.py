@@ -221,7 +221,7 @@ def entries_of(item, backend):
 
 
 class TestOneEndpoint:
-    # nft: since 0.4.0 these lines are elements of sets and maps (a one-time rewrite on upgrade)
+    # nft: since 0.3.0 these lines are elements of sets and maps (a one-time rewrite on upgrade)
     @pytest.mark.parametrize('backend', ['iptables'])
     def test_the_tags_of_a_to_address_rule_did_not_change(self, backend):
         tags = [entry[3] for entry in entries_of(WEB, backend)]
