@@ -7,10 +7,10 @@ wanted, write only the difference.
 
 The readers work in the namespace the caller entered (``netns_session.entered``) and
 return plain Python objects, so the comparison functions can be unit-tested with
-hand-made state. The single-request writers take a pyroute2 ``IPRoute`` opened in that
-namespace (``netns_session.iproute``) and use only calls that pyroute2 0.7.2 and 0.9.x
-share; the batched writers (``*_request`` encoders with ``RouteSocket.run_requests``) build
-the netlink messages here and do not depend on pyroute2 at all.
+hand-made state. This file is also the collection's one netlink layer: the codec
+(``attribute``, ``iter_attributes``, ``netlink_message``), the socket (``RouteSocket``:
+dumps, and batches of write requests with one ACK each) and the link and address request
+encoders; routes.py encodes its route requests with the same codec. No pyroute2 here.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -74,7 +74,7 @@ class Link(object):
             self.name, self.index, self.kind, self.up, self.mtu, self.peer_index, self.peer_netnsid)
 
 
-class NamespaceState(object):
+class LinkState(object):
     """Links (by name and index) and addresses (by ifindex) of one namespace."""
 
     def __init__(self, links=(), addresses=None):
@@ -113,7 +113,7 @@ _S32 = struct.Struct('=i')
 NETLINK_ROUTE = 0
 NLMSG_ERROR, NLMSG_DONE = 2, 3
 NLM_F_REQUEST, NLM_F_MULTI, NLM_F_ACK, NLM_F_DUMP_INTR, NLM_F_DUMP = 0x1, 0x2, 0x4, 0x10, 0x300
-NLM_F_EXCL, NLM_F_CREATE = 0x200, 0x400
+NLM_F_REPLACE, NLM_F_EXCL, NLM_F_CREATE = 0x100, 0x200, 0x400
 RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK = 16, 17, 18
 RTM_NEWADDR, RTM_DELADDR, RTM_GETADDR = 20, 21, 22
 RTM_NEWNSID, RTM_GETNSID = 88, 90
@@ -136,12 +136,12 @@ class _DumpInterrupted(Exception):
     """The kernel says the dump saw concurrent changes; it must be repeated."""
 
 
-def _align(length):
+def align(length):
     return (length + 3) & ~3
 
 
-def _attribute(kind, payload):
-    return NLA_HDR.pack(NLA_HDR.size + len(payload), kind) + payload + b'\0' * (_align(len(payload)) - len(payload))
+def attribute(kind, payload):
+    return NLA_HDR.pack(NLA_HDR.size + len(payload), kind) + payload + b'\0' * (align(len(payload)) - len(payload))
 
 
 def iter_attributes(data, offset, end=None):
@@ -152,7 +152,23 @@ def iter_attributes(data, offset, end=None):
         if length < NLA_HDR.size:
             break
         yield kind & NLA_TYPE_MASK, offset + NLA_HDR.size, length - NLA_HDR.size
-        offset += _align(length)
+        offset += align(length)
+
+
+def attribute_map(data, offset, end=None):
+    """type -> (value offset, value length) of the attributes in data[offset:end], the
+    last of a type winning: one plain loop, for the messages with dozens of attributes
+    of which we read a few (a link carries about 40)."""
+    end = len(data) if end is None else end
+    found = {}
+    unpack = NLA_HDR.unpack_from
+    while offset + 4 <= end:
+        length, kind = unpack(data, offset)
+        if length < 4:
+            break
+        found[kind & NLA_TYPE_MASK] = (offset + 4, length - 4)
+        offset += (length + 3) & ~3
+    return found
 
 
 def iter_messages(data):
@@ -163,7 +179,7 @@ def iter_messages(data):
         if length < NLMSG_HDR.size:
             break
         yield kind, flags, seq, data[offset + NLMSG_HDR.size:offset + length]
-        offset += _align(length)
+        offset += align(length)
 
 
 def netlink_message(kind, flags, seq, payload):
@@ -178,47 +194,52 @@ def _string(data, offset, length):
 def parse_link(body):
     """A Link from the body of an RTM_NEWLINK message."""
     index, flags = IFINFOMSG.unpack_from(body, 0)[2:4]
-    name = kind = peer_index = peer_netnsid = None
-    mtu = None
-    group = 0
-    for attr, offset, length in iter_attributes(body, IFINFOMSG.size):
-        if attr == IFLA_IFNAME:
-            name = _string(body, offset, length)
-        elif attr == IFLA_MTU:
-            mtu = _U32.unpack_from(body, offset)[0]
-        elif attr == IFLA_LINK:
-            peer_index = _U32.unpack_from(body, offset)[0]
-        elif attr == IFLA_LINK_NETNSID:
-            peer_netnsid = _S32.unpack_from(body, offset)[0]
-        elif attr == IFLA_GROUP:
-            group = _U32.unpack_from(body, offset)[0]
-        elif attr == IFLA_LINKINFO:
-            for inner, inner_offset, inner_length in iter_attributes(body, offset, offset + length):
-                if inner == IFLA_INFO_KIND:
-                    kind = _string(body, inner_offset, inner_length)
-    return Link(name, index, kind=kind, up=bool(flags & IFF_UP), mtu=mtu,
-                peer_index=peer_index, peer_netnsid=peer_netnsid, group=group)
+    found = attribute_map(body, IFINFOMSG.size)
+
+    def number(attr, codec=_U32):
+        return codec.unpack_from(body, found[attr][0])[0] if attr in found else None
+
+    kind = None
+    if IFLA_LINKINFO in found:
+        offset, length = found[IFLA_LINKINFO]
+        info = attribute_map(body, offset, offset + length)
+        kind = _string(body, *info[IFLA_INFO_KIND]) if IFLA_INFO_KIND in info else None
+    name = _string(body, *found[IFLA_IFNAME]) if IFLA_IFNAME in found else None
+    return Link(name, index, kind=kind, up=bool(flags & IFF_UP), mtu=number(IFLA_MTU),
+                peer_index=number(IFLA_LINK), peer_netnsid=number(IFLA_LINK_NETNSID, _S32),
+                group=number(IFLA_GROUP) or 0)
 
 
-def parse_address(body):
-    """(ifindex, ip_interface) from the body of an RTM_NEWADDR message; the address is
-    None for an IPv6 link-local address (we never compare or remove those).
+_INTERFACES = {socket.AF_INET: ipaddress.IPv4Interface, socket.AF_INET6: ipaddress.IPv6Interface}
 
-    IFA_LOCAL is the interface's own address for IPv4 (IFA_ADDRESS is the far end on
-    point-to-point links); IPv6 usually sends only IFA_ADDRESS.
+
+def parse_address(body, skip_link_local=False):
+    """(ifindex, own, connected) from the body of an RTM_NEWADDR message, both
+    ip_interface; None for a family other than IPv4/IPv6, and with ``skip_link_local``
+    for an IPv6 link-local address (every up interface has one: skipped before any
+    object is built).
+
+    ``own`` is the interface's address: IFA_LOCAL for IPv4 (IFA_ADDRESS is the far end
+    on point-to-point links), IFA_ADDRESS for IPv6, which usually sends only that.
+    ``connected`` carries IFA_ADDRESS, whose subnet is the one the link reaches.
     """
-    fields = IFADDRMSG.unpack_from(body, 0)
-    prefixlen, index = fields[1], fields[4]
+    family, prefixlen, dummy_flags, dummy_scope, index = IFADDRMSG.unpack_from(body, 0)
+    interface = _INTERFACES.get(family)
+    if interface is None:
+        return None
     local = address = None
     for attr, offset, length in iter_attributes(body, IFADDRMSG.size):
         if attr == IFA_LOCAL:
-            local = body[offset:offset + length]
+            local = bytes(body[offset:offset + length])
         elif attr == IFA_ADDRESS:
-            address = body[offset:offset + length]
-    packed = bytes(local or address)
-    if _is_packed_link_local(packed):
-        return index, None  # skipped before building objects: every up interface has one
-    return index, ipaddress.ip_interface((ipaddress.ip_address(packed), prefixlen))
+            address = bytes(body[offset:offset + length])
+    packed = local or address
+    if packed is None or (skip_link_local and _is_packed_link_local(packed)):
+        return None
+    own = interface((packed, prefixlen))
+    if local is None or address is None or address == local:
+        return index, own, own
+    return index, own, interface((address, prefixlen))
 
 
 def _is_packed_link_local(packed):
@@ -315,22 +336,20 @@ class RouteSocket(object):
 def read_links(sock=None):
     """Every link of the current namespace."""
     with route_socket(sock) as rtnl:
-        payload = IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0) + _attribute(
+        payload = IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0) + attribute(
             IFLA_EXT_MASK, _U32.pack(RTEXT_FILTER_SKIP_STATS))
         return [parse_link(body) for kind, body in rtnl.dump(RTM_GETLINK, payload) if kind == RTM_NEWLINK]
 
 
 def read_addresses(sock=None):
     """ifindex -> set of ip_interface of the current namespace, without IPv6
-    link-local addresses (the kernel manages those; we never compare or remove them)."""
+    link-local addresses."""
     result = {}
     with route_socket(sock) as rtnl:
         for kind, body in rtnl.dump(RTM_GETADDR, IFADDRMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0)):
-            if kind != RTM_NEWADDR:
-                continue
-            index, iface = parse_address(body)
-            if iface is not None:
-                result.setdefault(index, set()).add(iface)
+            parsed = parse_address(body, skip_link_local=True) if kind == RTM_NEWADDR else None
+            if parsed is not None:
+                result.setdefault(parsed[0], set()).add(parsed[1])
     return result
 
 
@@ -339,13 +358,13 @@ def read_namespace_state(sock=None, with_addresses=True):
     with route_socket(sock) as rtnl:
         links = read_links(rtnl)
         addresses = read_addresses(rtnl) if with_addresses else {}
-    return NamespaceState(links, addresses)
+    return LinkState(links, addresses)
 
 
 def netnsid_of(fd, sock=None):
     """The id that the namespace behind ``fd`` has in the current namespace, or None
     (not assigned: no link here points into it)."""
-    payload = b'\0' * RTGENMSG_LEN + _attribute(NETNSA_FD, _U32.pack(fd))
+    payload = b'\0' * RTGENMSG_LEN + attribute(NETNSA_FD, _U32.pack(fd))
     with route_socket(sock) as rtnl:
         for kind, body in rtnl.request(RTM_GETNSID, payload):
             if kind != RTM_NEWNSID:
@@ -423,7 +442,7 @@ def _ifinfo(index=0, up=None):
 
 
 def _string_attribute(kind, text):
-    return _attribute(kind, _ifname_bytes(text) + b'\0')
+    return attribute(kind, _ifname_bytes(text) + b'\0')
 
 
 def veth_create_request(name, peer, peer_ns_fd=None, mtu=None, up=False):
@@ -435,22 +454,22 @@ def veth_create_request(name, peer, peer_ns_fd=None, mtu=None, up=False):
     local = _ifinfo(up=True if up else None) + _string_attribute(IFLA_IFNAME, name)
     remote = _ifinfo() + _string_attribute(IFLA_IFNAME, peer)
     if mtu is not None:
-        local += _attribute(IFLA_MTU, _U32.pack(mtu))
-        remote += _attribute(IFLA_MTU, _U32.pack(mtu))
+        local += attribute(IFLA_MTU, _U32.pack(mtu))
+        remote += attribute(IFLA_MTU, _U32.pack(mtu))
     if peer_ns_fd is not None:
-        remote += _attribute(IFLA_NET_NS_FD, _U32.pack(peer_ns_fd))
-    info = _string_attribute(IFLA_INFO_KIND, 'veth') + _attribute(
-        IFLA_INFO_DATA, _attribute(VETH_INFO_PEER, remote))
-    return RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, local + _attribute(IFLA_LINKINFO, info)
+        remote += attribute(IFLA_NET_NS_FD, _U32.pack(peer_ns_fd))
+    info = _string_attribute(IFLA_INFO_KIND, 'veth') + attribute(
+        IFLA_INFO_DATA, attribute(VETH_INFO_PEER, remote))
+    return RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, local + attribute(IFLA_LINKINFO, info)
 
 
 def link_set_request(index, up=None, mtu=None, group=None):
     """RTM_NEWLINK changing MTU, administrative state and/or group of link ``index``."""
     payload = _ifinfo(index, up)
     if mtu is not None:
-        payload += _attribute(IFLA_MTU, _U32.pack(mtu))
+        payload += attribute(IFLA_MTU, _U32.pack(mtu))
     if group is not None:
-        payload += _attribute(IFLA_GROUP, _U32.pack(group))
+        payload += attribute(IFLA_GROUP, _U32.pack(group))
     return RTM_NEWLINK, 0, payload
 
 
@@ -462,7 +481,7 @@ def group_delete_request(group):
     """RTM_DELLINK for every link of ``group`` (``ip link delete group N``): the kernel
     unregisters them all in one batch, with one RCU grace period instead of one per
     link (about 20 ms each on this machine)."""
-    return RTM_DELLINK, 0, _ifinfo() + _attribute(IFLA_GROUP, _U32.pack(group))
+    return RTM_DELLINK, 0, _ifinfo() + attribute(IFLA_GROUP, _U32.pack(group))
 
 
 def address_request(index, iface, add=True):
@@ -474,8 +493,8 @@ def address_request(index, iface, add=True):
     packed = iface.ip.packed
     payload = IFADDRMSG.pack(family, iface.network.prefixlen, flags, 0, index)
     if iface.version == 4:
-        payload += _attribute(IFA_LOCAL, packed)
-    payload += _attribute(IFA_ADDRESS, packed)
+        payload += attribute(IFA_LOCAL, packed)
+    payload += attribute(IFA_ADDRESS, packed)
     if add:
         return RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL, payload
     return RTM_DELADDR, 0, payload

@@ -105,19 +105,27 @@ def conntrack_cleanups(rules, removed, added, namespace, kept=()):
     return cleanups
 
 
-def stale_entries(cleanup, entries, local_addresses):
-    """The conntrack entries (conntrack.list_entries format) a Cleanup deletes."""
-    result = []
+def parse_flows(entries):
+    """(entry, protocol, original dst, original dport, reply src, reply sport) of each
+    conntrack entry (conntrack.list_entries format) whose addresses parse: read once for
+    all the cleanups of a call (a teardown of N DNATs has N cleanups)."""
+    flows = []
     for entry in entries:
-        if entry.get('protocol') != cleanup.protocol:
-            continue
         orig = entry.get('original') or {}
         reply = entry.get('reply') or {}
         try:
-            dport = int(orig.get('dport'))
-            dst = ipaddress.ip_address(orig.get('dst'))
-            reply_src = ipaddress.ip_address(reply.get('src'))
+            flows.append((entry, entry.get('protocol'), ipaddress.ip_address(orig.get('dst')), int(orig.get('dport')),
+                          ipaddress.ip_address(reply.get('src')), reply.get('sport')))
         except (TypeError, ValueError):
+            continue
+    return flows
+
+
+def stale_entries(cleanup, flows, local_addresses):
+    """The conntrack entries of ``flows`` (parse_flows) a Cleanup deletes."""
+    result = []
+    for entry, protocol, dst, dport, reply_src, reply_sport in flows:
+        if protocol != cleanup.protocol:
             continue
         if dst.version != cleanup.family or not cleanup.ports[0] <= dport <= cleanup.ports[1]:
             continue
@@ -126,7 +134,6 @@ def stale_entries(cleanup, entries, local_addresses):
                 continue
         elif dst not in local_addresses:
             continue  # a flow through us to some other host's port, not to ours
-        reply_sport = reply.get('sport')
         if cleanup.stale_target is not None:
             if reply_src != cleanup.stale_target.address:
                 continue

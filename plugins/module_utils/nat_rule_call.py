@@ -9,8 +9,6 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import ipaddress
-
 from ansible_collections.linuxnet.netns.plugins.module_utils import conntrack
 from ansible_collections.linuxnet.netns.plugins.module_utils import nat_iptables as ipt
 from ansible_collections.linuxnet.netns.plugins.module_utils import nat_nftables as nft
@@ -20,7 +18,8 @@ from ansible_collections.linuxnet.netns.plugins.module_utils.common import (
     failure,
 )
 from ansible_collections.linuxnet.netns.plugins.module_utils.kind import check_pyroute2
-from ansible_collections.linuxnet.netns.plugins.module_utils.nat_conntrack import conntrack_cleanups, stale_entries
+from ansible_collections.linuxnet.netns.plugins.module_utils.links import read_addresses
+from ansible_collections.linuxnet.netns.plugins.module_utils.nat_conntrack import conntrack_cleanups, parse_flows, stale_entries
 from ansible_collections.linuxnet.netns.plugins.module_utils.nat_iptables import iptables_entries
 from ansible_collections.linuxnet.netns.plugins.module_utils.nat_model import (
     RULE_KEYS,
@@ -30,7 +29,7 @@ from ansible_collections.linuxnet.netns.plugins.module_utils.nat_model import (
     plan_entries,
 )
 from ansible_collections.linuxnet.netns.plugins.module_utils.nat_nftables import nft_entries
-from ansible_collections.linuxnet.netns.plugins.module_utils.netns_session import iproute
+from ansible_collections.linuxnet.netns.plugins.module_utils.netns_session import entered
 from ansible_collections.linuxnet.netns.plugins.module_utils.nscmd import NetnsRunner
 from ansible_collections.linuxnet.netns.plugins.module_utils.validation import ValidationError
 
@@ -252,13 +251,8 @@ def _mirror_forward(plan, mine, rules, params, policy):
 
 def local_addresses(namespace):
     """Addresses of the namespace's interfaces (a DNAT without destination publishes on them)."""
-    result = set()
-    with iproute(namespace) as ipr:
-        for msg in ipr.get_addr():
-            value = msg.get_attr('IFA_LOCAL') or msg.get_attr('IFA_ADDRESS')
-            if value:
-                result.add(ipaddress.ip_address(value.split('%')[0]))
-    return result
+    with entered(namespace):
+        return set(iface.ip for ifaces in read_addresses().values() for iface in ifaces)
 
 
 def clean_conntrack(plan, rules):
@@ -271,9 +265,9 @@ def clean_conntrack(plan, rules):
     deleted = 0
     done = set()
     for family in sorted(set(c.family for c in plan.cleanups)):
-        entries = conntrack.list_entries(plan.namespace, family)
+        flows = parse_flows(conntrack.list_entries(plan.namespace, family))
         for cleanup in (c for c in plan.cleanups if c.family == family):
-            for entry in stale_entries(cleanup, entries, locals_):
+            for entry in stale_entries(cleanup, flows, locals_):
                 orig, reply = entry['original'], entry['reply']
                 key = (cleanup.protocol, orig['dst'], orig['dport'], reply['src'], reply.get('sport'))
                 if key in done:

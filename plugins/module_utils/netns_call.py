@@ -17,7 +17,7 @@ from ansible_collections.linuxnet.netns.plugins.module_utils.links import (
     interface_is_up, ip_command, set_interface_up)
 from ansible_collections.linuxnet.netns.plugins.module_utils.netns_session import (
     create_namespaces, entered, is_usable_namespace, list_namespaces, namespace_path,
-    pids_in_namespace, remove_namespace)
+    pids_by_namespace, remove_namespace)
 from ansible_collections.linuxnet.netns.plugins.module_utils.validation import (
     ValidationError, check_netns_name, check_unique)
 
@@ -196,7 +196,7 @@ def execute(params, context):
     try:
         existing = set(list_namespaces())
         stale = stale_namespace_files([w.name for w in wanted])
-        plan, report = plan_changes(wanted, existing, stale, read_loopback, pids_in_namespace)
+        plan, report = plan_changes(wanted, existing, stale, read_loopback, pids_by_namespace())
         if not context.check_mode and report.changed:
             rollback = context.rollback
             create_and_configure(plan, rollback)

@@ -9,24 +9,20 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import contextlib
-
 from ansible_collections.linuxnet.netns.plugins.module_utils.common import (
     Report,
     check_errors,
     collect_items,
     failure,
 )
-from ansible_collections.linuxnet.netns.plugins.module_utils.kind import check_pyroute2
 from ansible_collections.linuxnet.netns.plugins.module_utils.netns_session import (
     entered,
     NamespaceMissing,
-    iproute,
     namespace_exists,
 )
 from ansible_collections.linuxnet.netns.plugins.module_utils.routes import (
     ITEM_KEYS,
-    apply_change,
+    apply_changes,
     change_commands,
     check_against_namespace,
     check_duplicates,
@@ -107,19 +103,15 @@ def read_states(wanted):
 
 
 def apply_all(changes, states, rollback):
-    """Write the changes through one pyroute2 socket per namespace that has any; on a
-    failure, undo this call's changes once the sockets are closed."""
-    links = dict((namespace, dict(state.links)) for namespace, state in states.items())
-    sockets = {}
+    """Write the changes, one batch per namespace that has any; on a failure, undo this
+    call's changes."""
+    by_namespace = {}
+    for change in changes:
+        if change.changed:
+            by_namespace.setdefault(change.wanted.namespace, []).append(change)
     try:
-        with contextlib.ExitStack() as stack:
-            for change in changes:
-                if not change.changed:
-                    continue
-                namespace = change.wanted.namespace
-                if namespace not in sockets:
-                    sockets[namespace] = stack.enter_context(iproute(namespace))
-                apply_change(sockets[namespace], change, links[namespace], rollback)
+        for namespace, namespace_changes in by_namespace.items():
+            apply_changes(namespace, namespace_changes, states[namespace].links, rollback)
     except Exception as exc:
         raise failure(exc, rollback)
 
@@ -143,7 +135,6 @@ ARGUMENT_RULES = dict(
 
 def execute(params, context):
     """The netns_route module's whole call (plugins/module_utils/kind.py): the result, or KindError."""
-    check_pyroute2()
     wanted, errors = validate_all(params)
     check_errors(errors)
 

@@ -6,10 +6,10 @@
 
 A namespace is entered with setns(2) on the thread and left the same way (what
 ``pyroute2.netns.pushns``/``popns`` do, minus their habit of creating a missing namespace).
-pyroute2 itself is imported only when a netlink socket is opened: the import costs ~0.2 s
-per module process, which a call that only reads /proc/sys or runs iptables-restore in its
-own namespace does not need to pay. Works with pyroute2 0.7.x (Debian 12) and 0.9.x: the
-only pyroute2 call here is a plain ``IPRoute()`` opened after entering.
+Links, addresses and routes go through the netlink codec of links.py once entered; only
+the conntrack table (conntrack.py) needs pyroute2, which is imported there on first use (the
+import costs ~0.2 s per module process). Here: whether pyroute2 is installed, for the kinds
+that need it to fail early with an install hint.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -22,7 +22,6 @@ import errno
 import os
 import socket
 import struct
-import traceback
 
 try:
     from importlib.util import find_spec
@@ -53,23 +52,10 @@ class NamespaceMissing(Exception):
             '(linuxnet.netns.netns) or fix the name' % (name, NETNS_RUN_DIR, name))
 
 
-class Pyroute2Missing(Exception):
-    """pyroute2 was found but its import failed (a broken installation)."""
-
-
 def require_pyroute2(module):
     """Fail the module with an install hint when pyroute2 is not installed."""
     if not HAS_PYROUTE2:
         module.fail_json(msg=PYROUTE2_INSTALL_HINT, exception=PYROUTE2_IMPORT_ERROR)
-
-
-def iproute_class():
-    """pyroute2's IPRoute, imported on first use."""
-    try:
-        from pyroute2 import IPRoute
-    except ImportError:
-        raise Pyroute2Missing('%s (%s)' % (PYROUTE2_INSTALL_HINT, traceback.format_exc().strip().splitlines()[-1]))
-    return IPRoute
 
 
 def namespace_path(name):
@@ -151,18 +137,6 @@ def _enter_fd_of(name):
 
 def _setns(fd, what):
     _check(_libc().setns(fd, _CLONE_NEWNET), 'setns (%s)' % what)
-
-
-@contextlib.contextmanager
-def iproute(name=None):
-    """An IPRoute socket opened inside namespace ``name``."""
-    ipr_class = iproute_class()
-    with entered(name):
-        ipr = ipr_class()
-        try:
-            yield ipr
-        finally:
-            ipr.close()
 
 
 # --- creating and removing namespaces ------------------------------------------------
@@ -309,13 +283,25 @@ def namespace_key(name=None):
             probe.close()
 
 
-def pids_in_namespace(name):
-    """PIDs of processes whose network namespace is ``name``."""
-    try:
-        target = os.stat(namespace_path(name))
-    except OSError:
-        return []
-    pids = []
+def pids_by_namespace():
+    """A function: namespace name -> PIDs of the processes in it, all answered from one
+    scan of /proc made on first use (a teardown of N namespaces would otherwise read
+    every /proc/PID/ns/net N times)."""
+    scanned = []
+
+    def pids_of(name):
+        try:
+            target = os.stat(namespace_path(name))
+        except OSError:
+            return []
+        if not scanned:
+            scanned.append(_processes_by_namespace())
+        return sorted(scanned[0].get((target.st_dev, target.st_ino), ()))
+    return pids_of
+
+
+def _processes_by_namespace():
+    found = {}
     for entry in os.listdir('/proc'):
         if not entry.isdigit():
             continue
@@ -323,6 +309,5 @@ def pids_in_namespace(name):
             st = os.stat('/proc/%s/ns/net' % entry)
         except OSError:
             continue
-        if st.st_ino == target.st_ino and st.st_dev == target.st_dev:
-            pids.append(int(entry))
-    return sorted(pids)
+        found.setdefault((st.st_dev, st.st_ino), []).append(int(entry))
+    return found

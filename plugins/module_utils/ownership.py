@@ -35,7 +35,7 @@ import tempfile
 
 from ansible_collections.linuxnet.netns.plugins.module_utils.links import read_namespace_state
 from ansible_collections.linuxnet.netns.plugins.module_utils.netns_session import (
-    entered, namespace_exists, namespace_key, pids_in_namespace)
+    entered, namespace_exists, namespace_key, pids_by_namespace)
 from ansible_collections.linuxnet.netns.plugins.module_utils.nscmd import XTABLES_WAIT
 
 RECORD_FORMAT = 1
@@ -279,6 +279,7 @@ class Convergence(object):
         # () -> {ifname: set of 'address/prefix'} of the host's links (its own namespace)
         self.host_addresses = host_addresses or (lambda: {})
         self.check_mode = check_mode
+        self.pids_of = pids_by_namespace()
         self.warnings = []
         self.owned = {}  # name -> record entry of the namespaces that are still ours
         self.existed = {}  # name -> True for desired namespaces / links that exist before the run
@@ -399,7 +400,7 @@ class Convergence(object):
                 continue
             if entry.get('namespace') in self.owned and entry['namespace'] not in wanted_names \
                     and not self.owned[entry['namespace']].get('adopted') \
-                    and not pids_in_namespace(entry['namespace']):
+                    and not self.pids_of(entry['namespace']):
                 # goes with its namespace; one that processes keep alive after its name is
                 # removed would keep the pair too, so that pair is deleted by name
                 continue

@@ -15,7 +15,7 @@ import os
 from ansible_collections.linuxnet.netns.plugins.module_utils.common import (
     KindError, Report, check_errors, collect_items, failure)
 from ansible_collections.linuxnet.netns.plugins.module_utils.links import (
-    IPV6_MIN_MTU, REQUEST_WINDOW, VETH_DEFAULT_MTU, LinkOperationError, NamespaceState, RouteSocket,
+    IPV6_MIN_MTU, REQUEST_WINDOW, VETH_DEFAULT_MTU, LinkOperationError, LinkState, RouteSocket,
     address_add_command, address_changes, address_del_command, address_request, delete_links,
     describe_errno, ip_command, is_link_local, link_set_commands, link_set_request, netnsid_of,
     read_links, read_namespace_state, sorted_addresses, veth_create_request)
@@ -362,7 +362,7 @@ def veth_paired(link, peer_link, same_namespace, expected_netnsid):
 def plan_pair(spec, key, peer_key, state, peer_state, netnsid, locate_peer=None):
     """Compare one wanted pair with the namespaces' state; return a PairPlan.
 
-    ``state``/``peer_state`` are the NamespaceState of the two namespaces, ``netnsid``
+    ``state``/``peer_state`` are the LinkState of the two namespaces, ``netnsid``
     the id of the peer namespace as seen from the first (None if unassigned or the
     same). ``locate_peer(key, link)`` says where a veth's actual peer is, as
     (ifname, namespace), for conflict messages.
@@ -538,7 +538,7 @@ class KernelState(object):
             roots.setdefault(self.namespaces.key(spec.namespace), []).append(spec)
         for key in keys:
             if key is not None and key in self.namespaces.missing:
-                self.states[key] = NamespaceState()
+                self.states[key] = LinkState()
                 continue
             with entered(key), RouteSocket() as rtnl:
                 state = read_namespace_state(rtnl)
@@ -559,7 +559,7 @@ class KernelState(object):
                 self.netnsids[(key, peer_key)] = netnsid_of(fd, rtnl)
 
     def state(self, key):
-        return self.states.get(key) or NamespaceState()
+        return self.states.get(key) or LinkState()
 
     def netnsid(self, key, peer_key):
         return self.netnsids.get((key, peer_key))

@@ -46,7 +46,7 @@ description:
 author:
   - linuxnet.netns contributors (@linuxnet)
 requirements:
-  - pyroute2 >= 0.7.2 on the managed host (the conntrack cleanup and the local addresses of a DNAT), Debian 12 C(python3-pyroute2) or PyPI
+  - pyroute2 >= 0.7.2 on the managed host (the conntrack cleanup reaches the conntrack table through it), Debian 12 C(python3-pyroute2) or PyPI
 extends_documentation_fragment:
   - linuxnet.netns.netns
   - linuxnet.netns.netns.ATTRIBUTES

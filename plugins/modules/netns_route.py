@@ -13,11 +13,11 @@ module: netns_route
 short_description: Manage IPv4 and IPv6 routes inside a network namespace
 version_added: 0.1.0
 description:
-  - Adds, replaces and removes routes in a network namespace through netlink (pyroute2),
+  - Adds, replaces and removes routes in a network namespace through netlink,
     the declarative form of C(ip netns exec NAME ip route add default via GATEWAY).
   - One route is given through the top-level options, or many through O(routes) in one
-    call (each namespace is read once, and written through one pyroute2 socket only when
-    something in it changes).
+    call (each namespace is read once, and its changes are sent in one netlink batch only
+    when something in it changes).
   - A route is compared only on what was asked for; the kernel's protocol marker
     (C(proto static) for routes this module adds, C(proto kernel) for subnet routes of
     addresses), the scope and, when O(metric) is not set, the metric are never compared.
@@ -32,7 +32,8 @@ description:
 author:
   - linuxnet.netns contributors (@linuxnet)
 requirements:
-  - pyroute2 >= 0.7.2 on the managed host (routes are written through it), Debian 12 C(python3-pyroute2) or PyPI
+  - Linux with network namespaces; no Python library beyond the standard one (routes are read and
+    written through netlink messages the collection encodes itself)
 extends_documentation_fragment:
   - linuxnet.netns.netns
   - linuxnet.netns.netns.ATTRIBUTES
@@ -132,7 +133,6 @@ options:
         type: str
         choices: [present, absent]
 notes:
-  - Works with pyroute2 0.7.2 (Debian 12 C(python3-pyroute2)) and 0.9.x.
   - Multipath routes are reported with their next hops; a request with a single gateway
     replaces a multipath route of the same identity.
 seealso:

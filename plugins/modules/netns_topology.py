@@ -38,7 +38,7 @@ description:
 author:
   - linuxnet.netns contributors (@linuxnet)
 requirements:
-  - pyroute2 >= 0.7.2 on the managed host for the C(netns_route) and C(nat_rule) parts (Debian 12 C(python3-pyroute2) or PyPI)
+  - pyroute2 >= 0.7.2 on the managed host for the C(nat_rule) part (its conntrack cleanup), Debian 12 C(python3-pyroute2) or PyPI
   - iptables or nft for the C(nat_rule) part
 options:
   state:

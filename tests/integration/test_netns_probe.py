@@ -41,11 +41,11 @@ def assert_answered(result, count):
 
 def no_processes_in(namespace):
     """The listener child must be gone; poll briefly because the kernel reaps asynchronously."""
-    from ansible_collections.linuxnet.netns.plugins.module_utils.netns_session import pids_in_namespace
+    from ansible_collections.linuxnet.netns.plugins.module_utils.netns_session import pids_by_namespace
     deadline = time.monotonic() + 2
-    while pids_in_namespace(namespace) and time.monotonic() < deadline:
+    while pids_by_namespace()(namespace) and time.monotonic() < deadline:
         time.sleep(0.05)
-    return pids_in_namespace(namespace) == []
+    return pids_by_namespace()(namespace) == []
 
 
 def state_of(namespaces):

@@ -323,3 +323,31 @@ def test_list_form_over_many_namespaces_as_the_role_calls_it(netns):
     again = route(routes=routes)
     assert_ok(again, False)
     assert set(entry['action'] for entry in again['routes']) == {'unchanged'}
+
+
+def test_more_routes_than_one_netlink_window_and_a_refusal_inside_the_batch(lab):
+    """150 routes of one namespace go out in netlink batches of 64 requests: all land,
+    each as `ip` shows it, and the re-run writes nothing. A refusal in the middle of the
+    second window (a down device) undoes the requests of every window, also those the
+    kernel took after it."""
+    routes = [{'namespace': lab, 'dest': '10.%d.%d.0/24' % (100 + index // 250, index % 250), 'gateway': '10.45.0.2',
+               'metric': index % 3} for index in range(150)]
+    result = route(routes=routes)
+    assert_ok(result, True)
+    assert [entry['action'] for entry in result['routes']] == ['added'] * 150
+    shown = set(route_lines(lab, 'route', 'show'))
+    for index in range(150):
+        metric = ' metric %d' % (index % 3) if index % 3 else ''
+        assert '10.%d.%d.0/24 via 10.45.0.2 dev va proto static%s' % (
+            100 + index // 250, index % 250, metric) in shown
+    assert_ok(route(routes=routes), False)
+
+    harness.sh(['ip', '-n', lab, 'link', 'add', 'vd', 'type', 'veth', 'peer', 'name', 've'])  # stays down
+    before = harness.snapshot_own([lab])
+    more = [dict(item, dest='10.120.%d.0/24' % index, metric=None) for index, item in enumerate(routes[:140])]
+    more[100] = {'namespace': lab, 'dest': '10.67.0.0/16', 'gateway': '10.99.0.1', 'device': 'vd', 'onlink': True}
+    failed = route(routes=[dict((key, value) for key, value in item.items() if value is not None) for item in more])
+    assert failed.get('failed')
+    assert failed['msg'].startswith('RouteApplyError: routes[100].dest=10.67.0.0/16')
+    assert 'Network is down' in failed['msg'] and 'everything this call had created was removed' in failed['msg']
+    assert harness.snapshot_own([lab]) == before

@@ -54,21 +54,21 @@ def test_a_missing_namespace_is_neither_entered_nor_created():
     assert ghost not in harness.list_netns()
 
 
-def test_entering_does_not_import_pyroute2_but_iproute_does(netns):
+def test_entering_and_netlink_do_not_import_pyroute2_but_conntrack_does(netns):
     name = netns()
     code = '\n'.join([
         'import sys',
+        'from ansible_collections.linuxnet.netns.plugins.module_utils import conntrack, links',
         'from ansible_collections.linuxnet.netns.plugins.module_utils import netns_session as s',
         'assert s.HAS_PYROUTE2',
         'with s.entered(%r):' % name,
-        '    open("/proc/sys/net/ipv4/ip_forward").read()',
-        'print("after entered:", "pyroute2" in sys.modules)',
-        'with s.iproute(%r) as ipr:' % name,
-        '    names = sorted(m.get_attr("IFLA_IFNAME") for m in ipr.get_links())',
-        'print("after iproute:", "pyroute2" in sys.modules, names)',
+        '    names = sorted(link.name for link in links.read_links())',
+        'print("after entered:", "pyroute2" in sys.modules, names)',
+        'conntrack.list_entries(%r)' % name,
+        'print("after conntrack:", "pyroute2" in sys.modules)',
     ])
     env = dict(os.environ, PYTHONPATH=paths.COLLECTIONS_ROOT)
     python = harness.MODULE_PYTHON or sys.executable  # the pyroute2 0.7.2 pass sets it
     proc = subprocess.run([python, '-c', code], capture_output=True, text=True, env=env, check=False)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.splitlines() == ['after entered: False', "after iproute: True ['lo']"]
+    assert proc.stdout.splitlines() == ["after entered: False ['lo']", 'after conntrack: True']

@@ -348,7 +348,7 @@ class TestNetnsSession:
         assert sorted(os.listdir(str(run_dir))) == ['stale']
 
     def test_no_pids_in_a_missing_namespace(self, run_dir):
-        assert netns_session.pids_in_namespace('ghost') == []
+        assert netns_session.pids_by_namespace()('ghost') == []
 
     def test_require_pyroute2_fails_with_install_hint(self, monkeypatch):
         monkeypatch.setattr(netns_session, 'HAS_PYROUTE2', False)

@@ -126,7 +126,7 @@ class FakeKernel(object):
         messages = b''
         for link in self.links:
             body = struct.pack('=BxHiII', 0, 0, link.index, 0, 0) + links._string_attribute(
-                links.IFLA_IFNAME, link.name) + links._attribute(links.IFLA_GROUP, struct.pack('=I', link.group))
+                links.IFLA_IFNAME, link.name) + links.attribute(links.IFLA_GROUP, struct.pack('=I', link.group))
             messages += links.netlink_message(links.RTM_NEWLINK, links.NLM_F_MULTI, seq, body)
         messages += links.netlink_message(links.NLMSG_DONE, links.NLM_F_MULTI, seq, b'\0' * 4)
         self.pending.append(messages)

@@ -667,9 +667,9 @@ class TestCleanupsWithEndpoints:
                    entry('10.244.2.10', reply_sport=53), entry('10.244.3.10', dst='8.8.8.8')]
         local = {ipaddress.ip_address('192.168.1.11')}
         keep = ct.Cleanup(4, 'udp', None, (5353, 5353), None, (ep('10.244.1.10'), ep('10.244.2.10', 5353)))
-        assert ct.stale_entries(keep, entries, local) == [entries[2], entries[3], entries[4]]
+        assert ct.stale_entries(keep, ct.parse_flows(entries), local) == [entries[2], entries[3], entries[4]]
         stale = ct.Cleanup(4, 'udp', None, (5353, 5353), ep('10.244.3.10'), None)
-        assert ct.stale_entries(stale, entries, local) == [entries[2]]
+        assert ct.stale_entries(stale, ct.parse_flows(entries), local) == [entries[2]]
 
 
 # --- iptables: the default mask of a listed recent match ---------------------------------------------

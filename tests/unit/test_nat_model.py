@@ -411,16 +411,16 @@ class TestStaleEntries:
 
     def test_stale_target(self):
         cleanup = ct.Cleanup(4, 'udp', None, (53, 53), m.Target(ipaddress.ip_address('192.168.45.3'), (53, 53)), None)
-        assert ct.stale_entries(cleanup, self.entries, self.local) == [self.entries[0]]
+        assert ct.stale_entries(cleanup, ct.parse_flows(self.entries), self.local) == [self.entries[0]]
 
     def test_keep_target(self):
         cleanup = ct.Cleanup(4, 'udp', None, (53, 53), None, (m.Target(ipaddress.ip_address('192.168.45.4'), None),))
-        assert ct.stale_entries(cleanup, self.entries, self.local) == self.entries[:2]
+        assert ct.stale_entries(cleanup, ct.parse_flows(self.entries), self.local) == self.entries[:2]
 
     def test_published_address_narrows_it(self):
         cleanup = ct.Cleanup(4, 'udp', ipaddress.ip_address('192.168.1.33'), (53, 53), None,
                              (m.Target(ipaddress.ip_address('192.168.45.4'), None),))
-        assert ct.stale_entries(cleanup, self.entries, self.local) == []
+        assert ct.stale_entries(cleanup, ct.parse_flows(self.entries), self.local) == []
 
 
 # --- isolate ---------------------------------------------------------------------------------

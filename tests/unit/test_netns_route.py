@@ -35,7 +35,7 @@ def field_error(**item):
 
 def lab_state(routes=(), up=('lo', 'va', 'vb')):
     """A namespace with va = 10.45.0.1/24 + fd45:1::1/64 (+ link-local) and vb unaddressed."""
-    return R.NamespaceState(
+    return R.RoutingState(
         'ns1', {'lo': 1, 'va': 2, 'vb': 3, 'vd': 4},
         [(IFACE('127.0.0.1/8'), 'lo'), (IFACE('10.45.0.1/24'), 'va'), (IFACE('fd45:1::1/64'), 'va'),
          (IFACE('fe80::1/64'), 'va'), (IFACE('10.66.0.1/24'), 'vd')],
@@ -465,65 +465,121 @@ class TestPlan:
 
 # --- netlink requests -----------------------------------------------------------------------------
 
-class TestRouteRequest:
-    links = {'va': 2}
+class TestRouteMessage:
+    links = {'va': 2, 'vb': 3}
+    names = {2: 'va', 3: 'vb'}
 
-    def test_single_path_request(self):
+    def encoded(self, verb, route):
+        kind, flags, payload = R.route_message(verb, route, self.links)
+        attributes = dict((attr, payload[offset:offset + length])
+                          for attr, offset, length in L.iter_attributes(payload, R.RTMSG.size))
+        return kind, flags, payload, attributes
+
+    def assert_reads_back(self, route, payload):
+        parsed = R.parse_route_message(payload, self.names)
+        assert parsed.as_dict() == route.as_dict()
+        assert (parsed.scope, parsed.proto, parsed.rtype) == (route.scope, route.proto, route.rtype)
+
+    def test_single_path_in_a_large_table_reads_back_as_the_same_route(self):
         route = R.Route(4, NET('10.9.0.0/24'), 1000, 5, gateway=IP('10.99.0.1'), device='va', onlink=True)
-        assert R.route_request(route, self.links) == {
-            'family': socket.AF_INET, 'dst': '10.9.0.0', 'dst_len': 24, 'table': 1000, 'priority': 5,
-            'proto': R.RTPROT_STATIC, 'scope': 0, 'type': 1, 'gateway': '10.99.0.1', 'oif': 2,
-            'flags': R.RTNH_F_ONLINK}
+        kind, flags, payload, attributes = self.encoded('add', route)
+        assert (kind, flags) == (R.RTM_NEWROUTE, L.NLM_F_CREATE | L.NLM_F_EXCL)
+        # as `ip` does: a table above 255 travels in RTA_TABLE, the header says RT_TABLE_UNSPEC
+        assert payload[4] == 0 and attributes[R.RTA_TABLE] == b'\xe8\x03\x00\x00'
+        assert attributes[R.RTA_OIF] == b'\x02\x00\x00\x00' and attributes[R.RTA_GATEWAY] == bytes([10, 99, 0, 1])
+        self.assert_reads_back(route, payload)
 
-    def test_default_route_has_no_dst(self):
+    def test_default_route_has_no_dst_and_the_main_table_in_the_header(self):
         route = R.Route(6, NET('::/0'), 254, 1024, gateway=IP('fe80::1'), device='va')
-        request = R.route_request(route, self.links)
-        assert 'dst' not in request and request['dst_len'] == 0 and request['family'] == socket.AF_INET6
+        kind, flags, payload, attributes = self.encoded('replace', route)
+        assert (kind, flags) == (R.RTM_NEWROUTE, L.NLM_F_CREATE | L.NLM_F_REPLACE)
+        assert R.RTA_DST not in attributes and payload[0] == socket.AF_INET6 and payload[4] == 254
+        self.assert_reads_back(route, payload)
 
-    def test_multipath_request(self):
-        route = R.Route(4, NET('10.70.0.0/24'), 254, 0, nexthops=[(IP('10.45.0.2'), 'va'), (IP('10.45.0.3'), 'va')])
-        request = R.route_request(route, self.links)
-        assert request['multipath'] == [{'gateway': '10.45.0.2', 'oif': 2}, {'gateway': '10.45.0.3', 'oif': 2}]
-        assert 'gateway' not in request
+    def test_device_route_keeps_its_link_scope(self):
+        route = R.Route(4, NET('10.8.0.0/16'), 254, 0, device='vb', scope=R.RT_SCOPE_LINK)
+        kind, flags, payload, attributes = self.encoded('del', route)
+        assert (kind, flags) == (R.RTM_DELROUTE, 0) and R.RTA_GATEWAY not in attributes
+        assert payload[6] == R.RT_SCOPE_LINK
+        self.assert_reads_back(route, payload)
 
-    def test_apply_change_registers_the_inverse(self, monkeypatch):
-        calls = []
+    def test_multipath_hops_in_order(self):
+        route = R.Route(4, NET('10.70.0.0/24'), 254, 0, nexthops=[(IP('10.45.0.2'), 'va'), (IP('10.46.0.3'), 'vb')])
+        kind, flags, payload, attributes = self.encoded('add', route)
+        assert R.RTA_GATEWAY not in attributes and R.RTA_OIF not in attributes
+        self.assert_reads_back(route, payload)
 
-        class FakeIPRoute:
-            def route(self, command, **kwargs):
-                calls.append((command, kwargs.get('gateway')))
+    def fake_kernel(self, monkeypatch, codes):
+        """R.entered and R.RouteSocket replaced: requests are recorded, answered with ``codes``."""
+        sent = []
 
         @contextlib.contextmanager
-        def iproute(namespace):  # an undo opens a socket of its own in the route's namespace
-            calls.append(('open', namespace))
-            yield FakeIPRoute()
+        def entered(namespace):
+            sent.append(('enter', namespace))
+            yield
 
-        monkeypatch.setattr(R, 'iproute', iproute)
+        class Socket:
+            def __enter__(self):
+                return self
 
-        class Rollback:
-            undo = []
+            def __exit__(self, *exc_info):
+                return False
 
-            def register(self, description, func, *args, **kwargs):
-                self.undo.append((func, args, kwargs))
+            def run_requests(self, requests):
+                sent.extend(requests)
+                return [codes.pop(0) for dummy in requests]
 
+        monkeypatch.setattr(R, 'entered', entered)
+        monkeypatch.setattr(R, 'RouteSocket', Socket)
+        return sent
+
+    class Rollback:
+        def __init__(self):
+            self.undo = []
+
+        def register(self, description, func, *args, **kwargs):
+            self.undo.append((description, func, args, kwargs))
+
+    def test_apply_registers_the_inverse_of_what_the_kernel_took(self, monkeypatch):
         old = R.Route(4, NET('0.0.0.0/0'), 254, 0, gateway=IP('10.45.0.2'), device='va')
-        change = R.plan_route(wanted(dest='default', gateway='10.45.0.3'), lab_state([old]))
-        rollback = Rollback()
-        R.apply_change(FakeIPRoute(), change, self.links, rollback)
-        for func, args, kwargs in rollback.undo:
+        gone = R.Route(4, NET('10.66.0.0/16'), 254, 0, gateway=IP('10.45.0.2'), device='va')
+        state = lab_state([old, gone])
+        changes = [R.plan_route(wanted(dest='default', gateway='10.45.0.3'), state),
+                   R.plan_route(wanted(dest='10.66.0.0/16', state='absent'), state)]
+        sent = self.fake_kernel(monkeypatch, [0, 0, 0, 0])
+        rollback = self.Rollback()
+        R.apply_changes('ns1', changes, self.links, rollback)
+        new = changes[0].after[0]
+        assert sent == [('enter', 'ns1'), R.route_message('replace', new, self.links),
+                        R.route_message('del', gone, self.links)]
+        assert [description for description, func, args, kwargs in rollback.undo] == [
+            'restore route default via 10.45.0.2 dev va proto static metric 0',
+            're-add route 10.66.0.0/16 via 10.45.0.2 dev va proto static metric 0']
+        del sent[:]
+        for description, func, args, kwargs in reversed(rollback.undo):  # each undo: a socket of its own
             func(*args, **kwargs)
-        assert calls == [('replace', '10.45.0.3'), ('open', 'ns1'), ('replace', '10.45.0.2')]
+        assert sent == [('enter', 'ns1'), R.route_message('add', gone, self.links),
+                        ('enter', 'ns1'), R.route_message('replace', old, self.links)]
 
-    def test_apply_error_names_the_request_and_command(self):
-        class Refusing:
-            def route(self, command, **kwargs):
-                raise OSError(100, 'Network is down')
-
-        change = R.plan_route(wanted(dest='10.9.0.0/24', gateway='10.99.0.1', device='vd', onlink=True), lab_state())
+    def test_a_refused_request_is_named_and_the_accepted_ones_are_registered(self, monkeypatch):
+        state = lab_state()
+        changes = [R.plan_route(wanted(dest='10.8.0.0/24', gateway='10.45.0.2'), state),
+                   R.plan_route(wanted(dest='10.9.0.0/24', gateway='10.99.0.1', device='vd', onlink=True), state)]
+        self.fake_kernel(monkeypatch, [0, 100])
+        rollback = self.Rollback()
         with pytest.raises(R.RouteApplyError) as info:
-            R.apply_change(Refusing(), change, self.links, None)
+            R.apply_changes('ns1', changes, self.links, rollback)
         assert str(info.value) == ('routes[0].dest=10.9.0.0/24: "ip -n ns1 route add 10.9.0.0/24 via 10.99.0.1 '
                                    'dev vd onlink metric 0" failed: Network is down')
+        assert [description for description, func, args, kwargs in rollback.undo] == [
+            'delete route 10.8.0.0/24 via 10.45.0.2 dev va proto static metric 0']
+
+    def test_a_refused_undo_raises(self, monkeypatch):
+        route = R.Route(4, NET('10.8.0.0/24'), 254, 0, gateway=IP('10.45.0.2'), device='va')
+        self.fake_kernel(monkeypatch, [2])
+        with pytest.raises(OSError) as info:
+            R.route_in('ns1', R.route_message('del', route, self.links))
+        assert 'ENOENT' in str(info.value)
 
 
 # --- argument handling (the module run as Ansible runs it; fails before any kernel access) ----------

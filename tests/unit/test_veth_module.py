@@ -12,7 +12,7 @@ from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.linuxnet.netns.plugins.doc_fragments.netns import ModuleDocFragment
 from ansible_collections.linuxnet.netns.plugins.module_utils import links
-from ansible_collections.linuxnet.netns.plugins.module_utils.links import Link, NamespaceState
+from ansible_collections.linuxnet.netns.plugins.module_utils.links import Link, LinkState
 from ansible_collections.linuxnet.netns.plugins.module_utils import veth_call as veth
 from ansible_collections.linuxnet.netns.plugins.modules import veth as veth_module
 
@@ -219,16 +219,30 @@ def test_parse_link_reads_name_kind_peer_and_state():
     assert (lo.name, lo.kind, lo.up, lo.peer_index) == ('lo', None, False, None) and not lo.is_veth
 
 
-def test_parse_address_prefers_local_for_ipv4():
+def test_parse_address_own_and_connected():
+    # point to point: IFA_LOCAL is ours, IFA_ADDRESS the far end (its subnet is the connected one)
     body = struct.pack('=BBBBI', 2, 32, 0x80, 0, 4) + nla(1, bytes([10, 0, 0, 2])) + nla(2, bytes([10, 0, 0, 1]))
-    assert links.parse_address(body) == (4, ip('10.0.0.1/32'))
+    assert links.parse_address(body) == (4, ip('10.0.0.1/32'), ip('10.0.0.2/32'))
+    body = struct.pack('=BBBBI', 2, 24, 0x80, 0, 4) + nla(2, bytes([10, 0, 0, 1])) + nla(1, bytes([10, 0, 0, 1]))
+    assert links.parse_address(body) == (4, ip('10.0.0.1/24'), ip('10.0.0.1/24'))
     v6 = ipaddress.ip_address('fd42::1').packed
-    assert links.parse_address(struct.pack('=BBBBI', 10, 64, 0, 0, 9) + nla(1, v6)) == (9, ip('fd42::1/64'))
-    for text in ('fe80::1', 'febf:ffff::1'):
-        link_local = ipaddress.ip_address(text).packed
-        assert links.parse_address(struct.pack('=BBBBI', 10, 64, 0, 0, 9) + nla(1, link_local)) == (9, None)
-    fec0 = ipaddress.ip_address('fec0::1').packed  # just outside fe80::/10
-    assert links.parse_address(struct.pack('=BBBBI', 10, 64, 0, 0, 9) + nla(1, fec0)) == (9, ip('fec0::1/64'))
+    v6_body = struct.pack('=BBBBI', 10, 64, 0, 0, 9) + nla(1, v6)
+    assert links.parse_address(v6_body) == (9, ip('fd42::1/64'), ip('fd42::1/64'))
+    assert links.parse_address(struct.pack('=BBBBI', 7, 0, 0, 0, 9) + nla(1, b'\x01\x02')) is None
+    assert links.parse_address(struct.pack('=BBBBI', 2, 24, 0, 0, 9)) is None
+
+
+def test_read_addresses_skips_ipv6_link_local_only():
+    def message(family, prefixlen, packed):
+        return links.RTM_NEWADDR, struct.pack('=BBBBI', family, prefixlen, 0, 0, 3) + nla(1, packed)
+
+    class Dumps:
+        def dump(self, kind, payload):
+            return [message(10, 64, ipaddress.ip_address(text).packed) for text in ('fe80::1', 'febf:ffff::1', 'fec0::1')] + [
+                message(2, 16, bytes([169, 254, 0, 1]))]
+
+    # fec0::1 lies just outside fe80::/10; IPv4 link-local addresses are configured ones
+    assert links.read_addresses(Dumps()) == {3: {ip('fec0::1/64'), ip('169.254.0.1/16')}}
 
 
 def test_iter_messages_splits_a_datagram():
@@ -255,12 +269,12 @@ def test_veth_paired_checks_indexes_and_namespace():
 # --- plans from fake state -----------------------------------------------------------
 
 def state_with(*entries):
-    """NamespaceState from (Link, [addresses]) tuples."""
-    return NamespaceState([entry[0] for entry in entries],
-                          dict((link.index, set(ip(a) for a in addrs)) for link, addrs in entries))
+    """LinkState from (Link, [addresses]) tuples."""
+    return LinkState([entry[0] for entry in entries],
+                     dict((link.index, set(ip(a) for a in addrs)) for link, addrs in entries))
 
 
-EMPTY = NamespaceState()
+EMPTY = LinkState()
 
 
 def article_spec(**overrides):
