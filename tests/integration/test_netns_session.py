@@ -72,3 +72,27 @@ def test_entering_and_netlink_do_not_import_pyroute2_but_conntrack_does(netns):
     proc = subprocess.run([python, '-c', code], capture_output=True, text=True, env=env, check=False)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines() == ["after entered: False ['lo']", 'after conntrack: True']
+
+
+def test_processes_of_many_namespaces_from_one_scan(netns, monkeypatch):
+    """pids_by_namespace reads /proc once, on its first question, and answers for every
+    namespace from that scan: the process started in one is found there and nowhere else."""
+    busy, idle = netns(), netns()
+    sleeper = subprocess.Popen(['ip', 'netns', 'exec', busy, 'sleep', '30'])
+    try:
+        deadline = 50
+        while deadline and os.readlink('/proc/%d/ns/net' % sleeper.pid) == os.readlink('/proc/self/ns/net'):
+            deadline -= 1  # ip netns exec has not entered yet
+            subprocess.run(['sleep', '0.1'], check=True)
+        scans = []
+        real_listdir = os.listdir
+        monkeypatch.setattr(netns_session.os, 'listdir',
+                            lambda path: scans.append(path) or real_listdir(path))
+        pids_of = netns_session.pids_by_namespace()
+        assert pids_of(busy) == [sleeper.pid]
+        assert pids_of(idle) == []
+        assert pids_of(harness.unique_name('gh')) == []  # no such namespace
+        assert scans.count('/proc') == 1
+    finally:
+        sleeper.kill()
+        sleeper.wait()
