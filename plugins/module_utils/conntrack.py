@@ -349,18 +349,24 @@ def delete_entries(namespace, family, protocol=None, orig_dst=None, orig_dport=N
                          'reply_src, reply_sport (refusing to flush the whole conntrack table)')
     family_name = normalize_family(family)
     matches = compile_filter(family=family_name, **criteria)
+    entries = [entry for name in ([family_name] if family_name else sorted(FAMILIES))
+               for entry in list_entries(namespace, name) if matches(entry)]
+    return delete_listed(namespace, entries)
+
+
+def delete_listed(namespace, entries):
+    """Delete ``entries`` (as list_entries returned them) by their original tuple, one socket
+    per family; return how many the kernel still had (one may have expired meanwhile)."""
+    deletable = [entry for entry in entries if is_deletable(entry)]
+    if not deletable:
+        return 0
     deleted = 0
     _load_ctnetlink()
     with entered(namespace):
-        for name in ([family_name] if family_name else sorted(FAMILIES)):
+        for name in sorted(set(entry['family'] for entry in deletable)):
             sock = NFCTSocket(nfgen_family=FAMILIES[name])
             try:
-                messages = list(sock.dump())  # complete the dump before the first delete
-                for msg in messages:
-                    entry = decode_entry(msg)
-                    if entry['family'] == name and matches(entry) and is_deletable(entry):
-                        if _delete_one(sock, entry):
-                            deleted += 1
+                deleted += sum(1 for entry in deletable if entry['family'] == name and _delete_one(sock, entry))
             finally:
                 sock.close()
     return deleted

@@ -262,21 +262,12 @@ def clean_conntrack(plan, rules):
     if not plan.cleanups:
         return 0
     locals_ = local_addresses(plan.namespace) if any(c.destination is None for c in plan.cleanups) else set()
-    deleted = 0
-    done = set()
+    stale = {}
     for family in sorted(set(c.family for c in plan.cleanups)):
         flows = parse_flows(conntrack.list_entries(plan.namespace, family))
         for cleanup in (c for c in plan.cleanups if c.family == family):
-            for entry in stale_entries(cleanup, flows, locals_):
-                orig, reply = entry['original'], entry['reply']
-                key = (cleanup.protocol, orig['dst'], orig['dport'], reply['src'], reply.get('sport'))
-                if key in done:
-                    continue
-                done.add(key)
-                deleted += conntrack.delete_entries(plan.namespace, family, protocol=cleanup.protocol,
-                                                    orig_dst=orig['dst'], orig_dport=orig['dport'],
-                                                    reply_src=reply['src'], reply_sport=reply.get('sport'))
-    return deleted
+            stale.update((id(entry), entry) for entry in stale_entries(cleanup, flows, locals_))
+    return conntrack.delete_listed(plan.namespace, list(stale.values()))
 
 
 def restore_namespace(plan):

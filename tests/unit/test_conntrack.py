@@ -259,6 +259,26 @@ def test_delete_entries_names_icmp_flows_by_id(fake_kernel):
     assert fake_kernel.deleted == [(socket.AF_INET, 1, '192.168.45.3', '192.168.1.15', None, None, 1234, None)]
 
 
+def test_delete_listed_deletes_exactly_the_given_entries_one_socket_per_family(fake_kernel, monkeypatch):
+    sockets = []
+    real_init = FakeNFCTSocket.__init__
+
+    def counting_init(self, nfgen_family):
+        sockets.append(nfgen_family)
+        real_init(self, nfgen_family)
+
+    monkeypatch.setattr(FakeNFCTSocket, '__init__', counting_init)
+    gre = conntrack.decode_entry(tcp_dnat(40009))
+    gre['protocol'] = 'gre'  # no ports or id to name it by: skipped, not sent
+    entries = [conntrack.decode_entry(m) for m in (tcp_dnat(40001), udp6(5000, zone=3), tcp_dnat(40002))] + [gre]
+    fake_kernel.vanished = {40002}
+    assert conntrack.delete_listed(None, entries) == 2  # 40002 had expired: not counted
+    assert sorted(sockets) == [socket.AF_INET, socket.AF_INET6]
+    deleted = [(d[0], d[4], d[7]) for d in fake_kernel.deleted]
+    assert deleted == [(socket.AF_INET, 40001, None), (socket.AF_INET6, 5000, 3)]
+    assert conntrack.delete_listed(None, [gre]) == 0 and len(sockets) == 2  # nothing deletable: no socket
+
+
 def test_delete_entries_refuses_to_flush_the_table(fake_kernel):
     with pytest.raises(ValueError, match='refusing to flush'):
         conntrack.delete_entries(None, 'ipv4')
