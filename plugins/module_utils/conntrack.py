@@ -333,27 +333,6 @@ def _delete_one(sock, entry):
     return True
 
 
-def delete_entries(namespace, family, protocol=None, orig_dst=None, orig_dport=None,
-                   reply_src=None, reply_sport=None):
-    """Delete the entries of ``namespace`` that match every given criterion; return the count.
-
-    ``family``: 'ipv4'/'ipv6' (also 4/6/AF_INET/AF_INET6) or None for both. The other
-    criteria follow compile_filter (addresses may be CIDRs). At least one of them must
-    be given: a call with none would flush the whole table, which is never what a
-    caller cleaning up after one rule means.
-    """
-    criteria = dict(protocol=protocol, dst=orig_dst, dport=orig_dport, reply_src=reply_src,
-                    reply_sport=reply_sport)
-    if all(value is None for value in criteria.values()):
-        raise ValueError('delete_entries needs at least one of protocol, orig_dst, orig_dport, '
-                         'reply_src, reply_sport (refusing to flush the whole conntrack table)')
-    family_name = normalize_family(family)
-    matches = compile_filter(family=family_name, **criteria)
-    entries = [entry for name in ([family_name] if family_name else sorted(FAMILIES))
-               for entry in list_entries(namespace, name) if matches(entry)]
-    return delete_listed(namespace, entries)
-
-
 def delete_listed(namespace, entries):
     """Delete ``entries`` (as list_entries returned them) by their original tuple, one socket
     per family; return how many the kernel still had (one may have expired meanwhile)."""

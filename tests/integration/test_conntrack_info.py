@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""conntrack_info and conntrack.delete_entries against real namespaces: the article's
+"""conntrack_info and conntrack.delete_listed against real namespaces: the article's
 SNAT and DNAT entries at host1, two inner namespaces behind one SNAT address pinging
 with the same ICMP id at the same time, filters, exact deletion, and bad input.
 
@@ -57,8 +57,14 @@ def conntrack_util(function, *args, **kwargs):
     """Call plugins/module_utils/conntrack.FUNCTION with the module interpreter."""
     code = ('import json, sys\n'
             'from ansible_collections.linuxnet.netns.plugins.module_utils import conntrack\n'
+            'def delete_matching(namespace, family, **criteria):\n'  # what nat_rule's cleanup does
+            '    family = conntrack.normalize_family(family)\n'
+            '    matches = conntrack.compile_filter(family=family, **criteria)\n'
+            '    return conntrack.delete_listed(namespace, [e for e in conntrack.list_entries(namespace, family)'
+            ' if matches(e)])\n'
             'call = json.loads(sys.argv[1])\n'
-            'print(json.dumps(getattr(conntrack, call["f"])(*call["args"], **call["kwargs"])))\n')
+            'function = delete_matching if call["f"] == "delete_matching" else getattr(conntrack, call["f"])\n'
+            'print(json.dumps(function(*call["args"], **call["kwargs"])))\n')
     env = dict(harness.ENV, PYTHONPATH=COLLECTIONS_ROOT + os.pathsep + os.environ.get('PYTHONPATH', ''))
     proc = subprocess.run([harness.MODULE_PYTHON or sys.executable, '-c', code,
                            json.dumps(dict(f=function, args=args, kwargs=kwargs))],
@@ -148,7 +154,7 @@ def test_nat_kind_address_port_and_protocol_filters(host1):
     assert flows(protocol='icmp', dport=7101) == []  # port filters never match ICMP
 
 
-def test_delete_entries_deletes_exactly_the_matching_ones(host1):
+def test_delete_listed_deletes_exactly_the_matching_ones(host1):
     for port, count in ((7201, 2), (7202, 1)):  # each attempt is a new socket: a new flow
         probe(namespace=host1.myspace, target=HOST2, protocol='udp', port=port, count=count,
               listener=dict(namespace=host1.host2))
@@ -157,14 +163,14 @@ def test_delete_entries_deletes_exactly_the_matching_ones(host1):
     before = info(namespace=host1.host1)['entries']
     assert len(before) == 5
 
-    deleted = conntrack_util('delete_entries', host1.host1, 'ipv4', protocol='udp', orig_dst=HOST2, orig_dport=7201)
+    deleted = conntrack_util('delete_matching', host1.host1, 'ipv4', protocol='udp', dst=HOST2, dport=7201)
     assert deleted == 2
     kept = [e for e in before if not (e['protocol'] == 'udp' and e['original']['dport'] == 7201)]
     assert without_timeouts(info(namespace=host1.host1)['entries']) == without_timeouts(kept)
     # The DNAT flow, by its reply source (the translated target).
-    assert conntrack_util('delete_entries', host1.host1, 'ipv4', protocol='tcp', reply_src=MYSPACE, reply_sport=80) == 1
+    assert conntrack_util('delete_matching', host1.host1, 'ipv4', protocol='tcp', reply_src=MYSPACE, reply_sport=80) == 1
     # Nothing left that matches: a second call deletes nothing.
-    assert conntrack_util('delete_entries', host1.host1, 'ipv4', protocol='tcp', reply_src=MYSPACE, reply_sport=80) == 0
+    assert conntrack_util('delete_matching', host1.host1, 'ipv4', protocol='tcp', reply_src=MYSPACE, reply_sport=80) == 0
     remaining = sorted((e['protocol'], e['original'].get('dport')) for e in info(namespace=host1.host1)['entries'])
     assert remaining == [('icmp', None), ('udp', 7202)]
     assert sorted(line[0] for line in cli_entries(host1.host1)) == ['icmp', 'udp']
@@ -192,7 +198,7 @@ def test_same_icmp_id_from_two_namespaces_is_told_apart_by_translated_id():
             peers = results[index]['observed_peers']
             assert peers == [{'address': HOST1, 'port': None, 'id': by_src[source]}] * 3, peers
 
-        deleted = conntrack_util('delete_entries', lab.host1, 'ipv4', protocol='icmp', orig_dst=HOST2)
+        deleted = conntrack_util('delete_matching', lab.host1, 'ipv4', protocol='icmp', dst=HOST2)
         assert deleted == 2
         assert info(namespace=lab.host1, protocol='icmp')['count'] == 0
 
@@ -212,7 +218,7 @@ def test_ipv6_entries_and_family_filter(pair):
     assert icmp6['original']['id'] == ICMP_ID and icmp6['original']['type'] == 128
     assert icmp6['reply']['type'] == 129
     assert info(namespace=pair.b, family='ipv4')['count'] == 1
-    assert conntrack_util('delete_entries', pair.b, 6, protocol='udp', orig_dport=7301) == 1
+    assert conntrack_util('delete_matching', pair.b, 6, protocol='udp', dport=7301) == 1
     assert info(namespace=pair.b, family='ipv6')['total'] == 1
 
 

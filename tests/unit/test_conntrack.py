@@ -239,24 +239,37 @@ def fake_kernel(monkeypatch):
     return FakeNFCTSocket
 
 
-def test_delete_entries_deletes_only_matching_entries_and_counts_them(fake_kernel):
+def delete_matching(family, **criteria):
+    """What nat_rule's cleanup does: list, pick with a filter, delete what was picked."""
+    matches = conntrack.compile_filter(family=conntrack.normalize_family(family), **criteria)
+    names = [conntrack.normalize_family(family)] if family else sorted(conntrack.FAMILIES)
+    return conntrack.delete_listed(None, [entry for name in names for entry in conntrack.list_entries(None, name)
+                                          if matches(entry)])
+
+
+def test_delete_listed_deletes_only_the_picked_entries_and_counts_them(fake_kernel):
     fake_kernel.vanished = {40002}
-    count = conntrack.delete_entries(None, 'ipv4', protocol='tcp', orig_dst='192.168.1.32', orig_dport=8080,
-                                     reply_src='192.168.45.3', reply_sport=80)
+    count = delete_matching('ipv4', protocol='tcp', dst='192.168.1.32', dport=8080, reply_src='192.168.45.3',
+                            reply_sport=80)
     assert count == 2  # 40002 expired before its delete: not counted
     assert [d[4] for d in fake_kernel.deleted] == [40000, 40001]
     assert all(d[:4] == (socket.AF_INET, 6, '192.168.1.15', '192.168.1.32') and d[5] == 8080
                for d in fake_kernel.deleted)
 
 
-def test_delete_entries_for_both_families_sends_the_zone(fake_kernel):
-    assert conntrack.delete_entries(None, None, protocol='udp', orig_dport=7301) == 1
+def test_delete_listed_sends_the_zone(fake_kernel):
+    assert delete_matching(None, protocol='udp', dport=7301) == 1
     assert fake_kernel.deleted == [(socket.AF_INET6, 17, 'fd45:1::1', 'fd45:1::2', 5000, 7301, None, 3)]
 
 
-def test_delete_entries_names_icmp_flows_by_id(fake_kernel):
-    assert conntrack.delete_entries(None, 4, protocol='icmp') == 1
+def test_delete_listed_names_icmp_flows_by_id(fake_kernel):
+    assert delete_matching(4, protocol='icmp') == 1
     assert fake_kernel.deleted == [(socket.AF_INET, 1, '192.168.45.3', '192.168.1.15', None, None, 1234, None)]
+
+
+def test_listing_rejects_a_bad_family(fake_kernel):
+    with pytest.raises(ValidationError):
+        conntrack.list_entries(None, 'ipx')
 
 
 def test_delete_listed_deletes_exactly_the_given_entries_one_socket_per_family(fake_kernel, monkeypatch):
@@ -277,17 +290,6 @@ def test_delete_listed_deletes_exactly_the_given_entries_one_socket_per_family(f
     deleted = [(d[0], d[4], d[7]) for d in fake_kernel.deleted]
     assert deleted == [(socket.AF_INET, 40001, None), (socket.AF_INET6, 5000, 3)]
     assert conntrack.delete_listed(None, [gre]) == 0 and len(sockets) == 2  # nothing deletable: no socket
-
-
-def test_delete_entries_refuses_to_flush_the_table(fake_kernel):
-    with pytest.raises(ValueError, match='refusing to flush'):
-        conntrack.delete_entries(None, 'ipv4')
-    assert fake_kernel.deleted == []
-
-
-def test_delete_entries_rejects_a_bad_family(fake_kernel):
-    with pytest.raises(ValidationError):
-        conntrack.delete_entries(None, 'ipx', protocol='udp')
 
 
 def test_list_entries_decodes_sorts_and_filters_by_family(fake_kernel, monkeypatch):
