@@ -19,7 +19,6 @@ __metaclass__ = type
 
 import contextlib
 import errno
-import fcntl
 import ipaddress
 import os
 import socket
@@ -37,10 +36,6 @@ NETNSA_NSID_NOT_ASSIGNED = (-1, 4294967295)
 IPV6_LINK_LOCAL = ipaddress.ip_network('fe80::/10')
 IPV6_MIN_MTU = 1280
 VETH_DEFAULT_MTU = 1500
-
-_SIOCGIFFLAGS = 0x8913
-_SIOCSIFFLAGS = 0x8914
-_IFREQ_FLAGS = '16sH'
 
 
 class LinkOperationError(Exception):
@@ -546,35 +541,19 @@ def _delete_as_group(rtnl, veths):
     return failures + [(link, code) for link in grouped]
 
 
-def interface_is_up(ifname):
-    """Administrative state of ``ifname`` in the current namespace (SIOCGIFFLAGS).
-
-    For lo in hundreds of namespaces this ioctl costs microseconds where opening
-    an IPRoute (an asyncio loop on pyroute2 0.9) costs milliseconds per namespace.
-    """
-    return bool(_get_flags(ifname) & IFF_UP)
+def loopback_is_up(sock=None):
+    """Whether lo (index 1 in every namespace) of the current namespace is administratively up."""
+    with route_socket(sock) as rtnl:
+        return any(parse_link(body).up for kind, body in rtnl.request(RTM_GETLINK, _ifinfo(LOOPBACK_IFINDEX))
+                   if kind == RTM_NEWLINK)
 
 
-def set_interface_up(ifname, up=True):
-    """Bring ``ifname`` in the current namespace up or down (SIOCSIFFLAGS)."""
-    flags = _get_flags(ifname)
-    new = (flags | IFF_UP) if up else (flags & ~IFF_UP)
-    if new != flags:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        try:
-            fcntl.ioctl(sock, _SIOCSIFFLAGS, struct.pack(_IFREQ_FLAGS, _ifname_bytes(ifname), new))
-        finally:
-            sock.close()
-    return new != flags
-
-
-def _get_flags(ifname):
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try:
-        answer = fcntl.ioctl(sock, _SIOCGIFFLAGS, struct.pack(_IFREQ_FLAGS, _ifname_bytes(ifname), 0))
-    finally:
-        sock.close()
-    return struct.unpack(_IFREQ_FLAGS, answer[:struct.calcsize(_IFREQ_FLAGS)])[1]
+def set_loopback(up, sock=None):
+    """Bring lo of the current namespace up or down."""
+    with route_socket(sock) as rtnl:
+        code = rtnl.run_requests([link_set_request(LOOPBACK_IFINDEX, up=up)])[0]
+    if code:
+        raise LinkOperationError('ip link set lo %s: %s' % ('up' if up else 'down', describe_errno(code)))
 
 
 def _ifname_bytes(ifname):

@@ -14,7 +14,7 @@ import os
 from ansible_collections.linuxnet.netns.plugins.module_utils.common import (
     Report, check_errors, collect_items, failure, format_command)
 from ansible_collections.linuxnet.netns.plugins.module_utils.links import (
-    interface_is_up, ip_command, set_interface_up)
+    ip_command, loopback_is_up, set_loopback)
 from ansible_collections.linuxnet.netns.plugins.module_utils.netns_session import (
     create_namespaces, entered, is_usable_namespace, list_namespaces, namespace_path,
     pids_by_namespace, remove_namespace)
@@ -138,12 +138,12 @@ def plan_changes(wanted, existing, stale_files, loopback_state, pids_of):
 
 def read_loopback(name):
     with entered(name):
-        return interface_is_up(LOOPBACK)
+        return loopback_is_up()
 
 
 def write_loopback(name, up):
     with entered(name):
-        set_interface_up(LOOPBACK, up)
+        set_loopback(up)
 
 
 def stale_namespace_files(names):
