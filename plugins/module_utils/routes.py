@@ -260,16 +260,21 @@ class Route(object):
 
     def text(self):
         """The route as `ip route` shows it, with metric and proto always spelled out."""
-        words = [] if self.rtype == RTN_UNICAST else [TYPE_NAMES.get(self.rtype, str(self.rtype))]
-        words.append(dest_text(self.dest))
-        words.extend(_path_words(self.gateway, self.device, self.onlink))
-        for gateway, device in self.nexthops if self.multipath else ():
-            words.append('nexthop')
-            words.extend(_path_words(gateway, device, False))
-        words.extend(['proto', PROTO_NAMES.get(self.proto, str(self.proto)), 'metric', str(self.metric)])
+        words = route_words(self) + ['proto', PROTO_NAMES.get(self.proto, str(self.proto)), 'metric', str(self.metric)]
         if self.table != MAIN_TABLE:
             words.extend(['table', table_text(self.table)])
         return ' '.join(words)
+
+
+def route_words(route):
+    """Type, destination and paths of ``route`` as `ip route` spells them."""
+    words = [] if route.rtype == RTN_UNICAST else [TYPE_NAMES.get(route.rtype, str(route.rtype))]
+    words.append(dest_text(route.dest))
+    words.extend(_path_words(route.gateway, route.device, route.onlink))
+    for gateway, device in route.nexthops if route.multipath else ():
+        words.append('nexthop')
+        words.extend(_path_words(gateway, device, False))
+    return words
 
 
 def _path_words(gateway, device, onlink):
@@ -677,15 +682,7 @@ def ip_route_argv(namespace, verb, route):
         argv.extend(['-n', namespace])
     if route.version == 6:
         argv.append('-6')
-    argv.extend(['route', verb])
-    if route.rtype != RTN_UNICAST:
-        argv.append(TYPE_NAMES.get(route.rtype, str(route.rtype)))
-    argv.append(dest_text(route.dest))
-    argv.extend(_path_words(route.gateway, route.device, route.onlink))
-    for gateway, device in route.nexthops if route.multipath else ():
-        argv.append('nexthop')
-        argv.extend(_path_words(gateway, device, False))
-    argv.extend(['metric', str(route.metric)])
+    argv.extend(['route', verb] + route_words(route) + ['metric', str(route.metric)])
     if route.table != MAIN_TABLE:
         argv.extend(['table', str(route.table)])
     return argv
