@@ -107,9 +107,9 @@ def describe_pending(part, item, defaults):
                                                   else value) for key, value in sorted(shown.items())))
 
 
-def run_part(context, part, params):
-    """The part's result: its options checked and completed by its module's argument spec
-    (as AnsibleModule would), then its module's call with the shared context."""
+def check_options(part, params):
+    """The part's options checked and completed by its module's argument spec (as
+    AnsibleModule would), or KindError. Every part's are checked before the first runs."""
     code = PARTS[part][0]
     validated = ArgumentSpecValidator(code.argument_spec(), **code.ARGUMENT_RULES).validate(params)
     if validated.error_messages:
@@ -117,8 +117,13 @@ def run_part(context, part, params):
         if validated.unsupported_parameters:  # AnsibleModule's wording for the same mistake
             messages[0] = 'unsupported parameters of %s: %s' % (part, messages[0])
         raise KindError('invalid input: %s' % '; '.join(messages), errors=messages)
+    return validated.validated_parameters
+
+
+def run_part(context, part, options):
+    """The part's result: its module's call on its checked options, with the shared context."""
     context.prefix = '%s: ' % part
-    return code.execute(validated.validated_parameters, context)
+    return PARTS[part][0].execute(options, context)
 
 
 class Topology(object):
@@ -201,7 +206,13 @@ class Topology(object):
                 and self.owner.record['firewall_before'] is None:
             firewall_before = ownership.read_firewall(NetnsRunner(self.module))
         self.labels = [label for label, dummy_part, dummy_params in steps]
+        checked = []
         for label, part, params in steps:
+            try:
+                checked.append((label, part, check_options(part, params)))
+            except KindError as error:
+                self.fail(part, error)  # before any part ran: nothing to undo
+        for label, part, params in checked:
             try:
                 if self.module.check_mode and self.pending:
                     params, left_out = without_pending(part, params, self.pending)

@@ -17,7 +17,7 @@ from ansible_collections.linuxnet.netns.plugins.module_utils import topology
 from ansible_collections.linuxnet.netns.plugins.module_utils.common import COMMAND_ENVIRON, KindError, failure
 from ansible_collections.linuxnet.netns.plugins.module_utils.kind import CallContext
 from ansible_collections.linuxnet.netns.plugins.module_utils.topology import (
-    ORDER, PARTS, Topology, describe_pending, part_params, run_part, without_pending)
+    ORDER, PARTS, Topology, check_options, describe_pending, part_params, run_part, without_pending)
 
 
 class Failed(Exception):
@@ -209,7 +209,8 @@ def recording_part(monkeypatch):
 def test_a_part_is_validated_by_its_own_spec_and_gets_its_defaults(recording_part):
     parent = FakeModule(check_mode=True, diff=True)
     context = CallContext(parent)
-    assert run_part(context, 'veth', {'pairs': [{'name': 'v1', 'peer': 'v2'}], 'state': 'present'}) == {'changed': False}
+    options = check_options('veth', {'pairs': [{'name': 'v1', 'peer': 'v2'}], 'state': 'present'})
+    assert run_part(context, 'veth', options) == {'changed': False}
     [(params, given)] = recording_part
     assert params['up'] is True and params['recreate'] is False  # veth's own defaults
     assert params['pairs'][0]['mtu'] is None
@@ -233,12 +234,12 @@ def test_a_parts_result_and_failure_are_a_return_value_and_a_kind_error():
 
 def test_unknown_option_of_a_part_is_a_kind_error_naming_the_option():
     with pytest.raises(KindError) as failed:
-        run_part(CallContext(FakeModule()), 'veth', {'pairs': [{'name': 'v1', 'peer': 'v2', 'colour': 'red'}]})
+        check_options('veth', {'pairs': [{'name': 'v1', 'peer': 'v2', 'colour': 'red'}]})
     assert failed.value.msg.startswith('invalid input: ')
     assert 'pairs.colour' in failed.value.msg
     assert len(failed.value.fields['errors']) == 1
     with pytest.raises(KindError) as failed:
-        run_part(CallContext(FakeModule()), 'netns', {'name': 'a', 'flavour': 'x'})
+        check_options('netns', {'name': 'a', 'flavour': 'x'})
     assert 'flavour' in failed.value.msg and 'unsupported parameters of netns' in failed.value.msg
 
 
@@ -253,7 +254,7 @@ def test_unknown_option_of_a_part_is_a_kind_error_naming_the_option():
 ])
 def test_argument_rules_of_a_part_are_checked(part, params, fragment):
     with pytest.raises(KindError) as failed:
-        run_part(CallContext(FakeModule()), part, params)
+        check_options(part, params)
     assert fragment in failed.value.msg, failed.value.fields
 
 
@@ -340,6 +341,19 @@ def test_a_failing_part_undoes_the_earlier_parts_and_names_itself(fake_parts):
     assert [part for part in ORDER['present'][:4] if part in result] == list(ORDER['present'][:4])
     assert [entry[1] for entry in log if entry[0] == 'undo'] == [
         'nat_rule', 'sysctl_forward', 'netns_route', 'veth', 'netns']
+
+
+def test_bad_options_of_a_later_part_fail_before_any_part_runs(fake_parts):
+    log, dummy_install = fake_parts
+    module = FakeModule(netns={'namespaces': []}, veth={'pairs': []},
+                        nat_rule={'rules': [], 'colour': 'red'})
+    with pytest.raises(Failed) as failed:
+        Topology(module).run()
+    result = failed.value.kwargs
+    assert result['failed_part'] == 'nat_rule'
+    assert result['msg'].startswith('nat_rule: invalid input: unsupported parameters of nat_rule: ')
+    assert 'removed' not in result['msg'] and 'netns' not in result and 'veth' not in result
+    assert log == []  # netns and veth never ran, so there was nothing to undo
 
 
 def test_an_incomplete_rollback_is_reported(fake_parts):
