@@ -150,22 +150,6 @@ def iter_attributes(data, offset, end=None):
         offset += align(length)
 
 
-def attribute_map(data, offset, end=None):
-    """type -> (value offset, value length) of the attributes in data[offset:end], the
-    last of a type winning: one plain loop, for the messages with dozens of attributes
-    of which we read a few (a link carries about 40)."""
-    end = len(data) if end is None else end
-    found = {}
-    unpack = NLA_HDR.unpack_from
-    while offset + 4 <= end:
-        length, kind = unpack(data, offset)
-        if length < 4:
-            break
-        found[kind & NLA_TYPE_MASK] = (offset + 4, length - 4)
-        offset += (length + 3) & ~3
-    return found
-
-
 def iter_messages(data):
     """(type, flags, seq, body) of every netlink message in one datagram."""
     offset = 0
@@ -189,20 +173,26 @@ def _string(data, offset, length):
 def parse_link(body):
     """A Link from the body of an RTM_NEWLINK message."""
     index, flags = IFINFOMSG.unpack_from(body, 0)[2:4]
-    found = attribute_map(body, IFINFOMSG.size)
-
-    def number(attr, codec=_U32):
-        return codec.unpack_from(body, found[attr][0])[0] if attr in found else None
-
-    kind = None
-    if IFLA_LINKINFO in found:
-        offset, length = found[IFLA_LINKINFO]
-        info = attribute_map(body, offset, offset + length)
-        kind = _string(body, *info[IFLA_INFO_KIND]) if IFLA_INFO_KIND in info else None
-    name = _string(body, *found[IFLA_IFNAME]) if IFLA_IFNAME in found else None
-    return Link(name, index, kind=kind, up=bool(flags & IFF_UP), mtu=number(IFLA_MTU),
-                peer_index=number(IFLA_LINK), peer_netnsid=number(IFLA_LINK_NETNSID, _S32),
-                group=number(IFLA_GROUP) or 0)
+    name = kind = peer_index = peer_netnsid = None
+    mtu = None
+    group = 0
+    for attr, offset, length in iter_attributes(body, IFINFOMSG.size):
+        if attr == IFLA_IFNAME:
+            name = _string(body, offset, length)
+        elif attr == IFLA_MTU:
+            mtu = _U32.unpack_from(body, offset)[0]
+        elif attr == IFLA_LINK:
+            peer_index = _U32.unpack_from(body, offset)[0]
+        elif attr == IFLA_LINK_NETNSID:
+            peer_netnsid = _S32.unpack_from(body, offset)[0]
+        elif attr == IFLA_GROUP:
+            group = _U32.unpack_from(body, offset)[0]
+        elif attr == IFLA_LINKINFO:
+            for inner, inner_offset, inner_length in iter_attributes(body, offset, offset + length):
+                if inner == IFLA_INFO_KIND:
+                    kind = _string(body, inner_offset, inner_length)
+    return Link(name, index, kind=kind, up=bool(flags & IFF_UP), mtu=mtu,
+                peer_index=peer_index, peer_netnsid=peer_netnsid, group=group)
 
 
 _INTERFACES = {socket.AF_INET: ipaddress.IPv4Interface, socket.AF_INET6: ipaddress.IPv6Interface}
