@@ -2,10 +2,20 @@
 # Copyright (c) linuxnet.netns contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""The library API of a kind of state (``<kind>_call.py``): ``execute(params, context)``
-validates, plans and applies one call and returns its result, or raises
-``common.KindError``. The kind's own module (``run_module``) and netns_topology call it
-and own exit_json/fail_json; ``CallContext`` is what the call gets besides its params."""
+"""The library API of a kind of state. Each ``<kind>_call.py`` defines ``argument_spec()``,
+``ARGUMENT_RULES`` and five functions that ``execute`` calls in this order:
+
+- ``validate(params) -> spec``: every item checked before anything is read or changed;
+- ``read(spec, context) -> current``: the state the call compares against, read once;
+- ``plan(spec, current, context) -> plan``: the changes, their commands and diff lines;
+- ``apply(plan, context)``: only outside check mode; every change registers its undo with
+  ``context.rollback``;
+- ``result(plan, context) -> dict``: what the module returns.
+
+Any exception they raise becomes a ``common.KindError`` (``common.failure``: a clear message for
+our exception types; one raised in apply first undoes the call's changes). None of them exits:
+the kind's own module (``run_module``) and netns_topology own exit_json/fail_json. ``CallContext`` is what a call
+gets besides its params."""
 
 from __future__ import absolute_import, division, print_function
 
@@ -16,7 +26,7 @@ import fcntl
 import os
 import time
 
-from ansible_collections.linuxnet.netns.plugins.module_utils.common import COMMAND_ENVIRON, KindError, Rollback
+from ansible_collections.linuxnet.netns.plugins.module_utils.common import COMMAND_ENVIRON, KindError, Rollback, failure
 from ansible_collections.linuxnet.netns.plugins.module_utils.netns_session import (
     HAS_PYROUTE2, PYROUTE2_IMPORT_ERROR, PYROUTE2_INSTALL_HINT)
 
@@ -77,10 +87,37 @@ def check_pyroute2():
         raise KindError(PYROUTE2_INSTALL_HINT, exception=PYROUTE2_IMPORT_ERROR)
 
 
-def run_module(module, execute):
-    """A state module's main: ``execute`` (its kind's call), then exit_json or fail_json."""
+def execute(call, params, context):
+    """One call of the kind whose API is ``call`` (a ``<kind>_call`` module): its result
+    dict, or KindError. A failure before apply changed nothing; a failure in apply undoes
+    what the call registered, unless apply raised a KindError itself (it said what it did).
+    A ``current`` that holds resources (veth's namespace fds) has a ``close()``."""
+    current = None
     try:
-        result = execute(module.params, CallContext(module))
+        try:
+            spec = call.validate(params)
+            context.lock()
+            current = call.read(spec, context)
+            plan = call.plan(spec, current, context)
+        except Exception as exc:
+            raise failure(exc)
+        if not context.check_mode:
+            try:
+                call.apply(plan, context)
+            except KindError:
+                raise
+            except Exception as exc:
+                raise failure(exc, context.rollback)
+        return call.result(plan, context)
+    finally:
+        if hasattr(current, 'close'):
+            current.close()
+
+
+def run_module(module, call):
+    """A state module's main: its kind's call, then exit_json or fail_json."""
+    try:
+        result = execute(call, module.params, CallContext(module))
     except KindError as error:
         module.fail_json(msg=error.msg, **error.fields)
     module.exit_json(**result)

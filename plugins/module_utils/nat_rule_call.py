@@ -9,6 +9,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+from collections import namedtuple
+
 from ansible_collections.linuxnet.netns.plugins.module_utils import conntrack
 from ansible_collections.linuxnet.netns.plugins.module_utils import nat_iptables as ipt
 from ansible_collections.linuxnet.netns.plugins.module_utils import nat_nftables as nft
@@ -78,16 +80,29 @@ def argument_spec():
     return spec
 
 
-class NamespacePlan(object):
-    """Everything one namespace needs: its runner, the backend chosen, the state read,
-    the transactions to apply, and what they add and remove."""
+class NamespaceState(object):
+    """One namespace's rules as read: the iptables views, nft's chains and our nft table
+    (None where nft cannot list the ruleset)."""
 
     def __init__(self, namespace, runner):
         self.namespace = namespace
         self.runner = runner
+        self.views = ipt.read_views(runner)
+        self.chains = nft.list_chains(runner)
+        self.table = nft.read_table(runner) if self.chains is not None else None
+
+
+class NamespacePlan(object):
+    """Everything one namespace needs: its runner, the backend chosen, the state read,
+    the transactions to apply, and what they add and remove."""
+
+    def __init__(self, current):
+        self.namespace = current.namespace
+        self.runner = current.runner
         self.backend = None
-        self.views = {}
-        self.table = None
+        self.views = current.views
+        self.chains = current.chains
+        self.table = current.table
         self.transactions = []
         self.before = []
         self.removed_entries = []
@@ -155,11 +170,7 @@ def choose_backend(requested, plan, nft_ok, warnings):
 
 
 def plan_namespace(plan, rules, params, warnings):
-    runner = plan.runner
-    plan.views = ipt.read_views(runner)
-    chains = nft.list_chains(runner)
-    nft_ok = chains is not None
-    plan.table = nft.read_table(runner) if nft_ok else None
+    nft_ok = plan.chains is not None
     plan.backend = choose_backend(params['backend'], plan, nft_ok, warnings)
     mine = [rule for rule in rules if rule.namespace == plan.namespace]
     policy = params.get('forward_policy')
@@ -168,7 +179,7 @@ def plan_namespace(plan, rules, params, warnings):
     else:
         _plan_nftables(plan, mine, rules, params, policy)
     if nft_ok:
-        for where in nft.foreign_forward_drops(chains):
+        for where in nft.foreign_forward_drops(plan.chains):
             warnings.append('namespace %s: the nft chain %s drops forwarded packets by policy; accepts of '
                             'ours cannot override it' % (plan.namespace or '(own)', where))
     # Policies show in the diff only when they change.
@@ -328,49 +339,53 @@ ARGUMENT_RULES = dict(
 )
 
 
-def execute(params, context):
-    """The nat_rule module's whole call (plugins/module_utils/kind.py): the result, or KindError."""
+# The validated call, and its plan: the namespaces' plans and the warnings to give.
+Spec = namedtuple('Spec', 'rules params')
+Plan = namedtuple('Plan', 'rules params namespaces warnings')
+
+
+def validate(params):
     check_pyroute2()
     try:
         rules = parse_rules(wanted_items(params), default_namespace=params.get('namespace'))
     except ValidationError as exc:
         errors = getattr(exc, 'errors', [exc])
         raise failure(exc, errors=[str(error) for error in errors])
+    return Spec(rules, params)
 
-    context.lock()
-    warnings = []
-    plans = []
-    try:
-        runners = [(name, NetnsRunner(context.module, name)) for name in call_namespaces(rules, params)]
-        for name, runner in runners:
-            plan = NamespacePlan(name, runner)
-            plan_namespace(plan, rules, params, warnings)
-            plans.append(plan)
-    except Exception as exc:  # nothing has been changed yet
-        raise failure(exc)
 
-    rollback = context.rollback
-    if not context.check_mode:
+def read(spec, context):
+    return [NamespaceState(name, NetnsRunner(context.module, name)) for name in call_namespaces(spec.rules, spec.params)]
+
+
+def plan(spec, current, context):
+    call = Plan(spec.rules, spec.params, [NamespacePlan(state) for state in current], [])
+    for namespace in call.namespaces:
+        plan_namespace(namespace, spec.rules, spec.params, call.warnings)
+    return call
+
+
+def apply(plan, context):
+    for namespace in plan.namespaces:
+        for tx in namespace.transactions:
+            if tx.guard is not None and not tx.guard(namespace.runner):
+                continue
+            namespace.runner.run(tx.argv, data=tx.data)
+            if not namespace.applied:
+                namespace.applied = True
+                context.rollback.register('restore the rules of namespace %s' % (namespace.namespace or '(own)'),
+                                          restore_namespace, namespace)
+    if not plan.params['conntrack_cleanup']:
+        return
+    for namespace in plan.namespaces:
         try:
-            for plan in plans:
-                for tx in plan.transactions:
-                    if tx.guard is not None and not tx.guard(plan.runner):
-                        continue
-                    plan.runner.run(tx.argv, data=tx.data)
-                    if not plan.applied:
-                        plan.applied = True
-                        rollback.register('restore the rules of namespace %s' % (plan.namespace or '(own)'),
-                                          restore_namespace, plan)
-        except Exception as exc:
-            raise failure(exc, rollback)
-        if params['conntrack_cleanup']:
-            for plan in plans:
-                try:
-                    plan.conntrack_deleted = clean_conntrack(plan, rules)
-                except Exception as exc:  # the rules are right; report, do not undo them
-                    warnings.append('namespace %s: deleting stale conntrack entries failed: %s'
-                                    % (plan.namespace or '(own)', exc))
+            namespace.conntrack_deleted = clean_conntrack(namespace, plan.rules)
+        except Exception as exc:  # the rules are right; report, do not undo them
+            plan.warnings.append('namespace %s: deleting stale conntrack entries failed: %s'
+                                 % (namespace.namespace or '(own)', exc))
 
-    for warning in warnings:
+
+def result(plan, context):
+    for warning in plan.warnings:
         context.warn(warning)
-    return build_result(context.diff, plans)
+    return build_result(context.diff, plan.namespaces)

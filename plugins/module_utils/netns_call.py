@@ -10,6 +10,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import os
+from collections import namedtuple
 
 from ansible_collections.linuxnet.netns.plugins.module_utils.common import (
     Report, check_errors, collect_items, failure, format_command)
@@ -86,54 +87,61 @@ class Plan(object):
         self.remove = []          # names (live namespaces)
         self.stale = []           # names of placeholder files that are not namespaces
         self.results = []
+        self.report = Report()
 
 
-def plan_changes(wanted, existing, stale_files, loopback_state, pids_of):
-    """Compare the wanted namespaces with what exists; fill a Plan and a Report.
+# What a call compares against: ``existing`` live namespace names, ``stale`` names whose
+# /run/netns file is not a namespace, ``loopback`` name -> lo up? for the wanted existing
+# namespaces, ``pids`` name -> processes still in each namespace to remove.
+Current = namedtuple('Current', 'existing stale loopback pids')
 
-    ``existing`` is the set of live namespace names, ``stale_files`` the set of names
-    whose /run/netns file is not a namespace, ``loopback_state(name)`` tells whether
-    lo is up in an existing namespace, ``pids_of(name)`` lists its processes.
-    """
-    plan = Plan()
-    report = Report()
+
+def existing_named(wanted, existing, state):
+    return [item.name for item in wanted if item.state == state and item.name in existing]
+
+
+def plan(wanted, current, context):
+    """Compare the wanted namespaces with ``current``; a Plan whose ``report`` has the diff."""
+    changes = Plan()
+    report = changes.report
+    existing, stale_files = current.existing, current.stale
     for item in wanted:
-        result = dict(name=item.name, state=item.state, created=False, removed=False, changed=False, pids=[],
-                      loopback=item.loopback if item.state == 'present' else None)
+        entry = dict(name=item.name, state=item.state, created=False, removed=False, changed=False, pids=[],
+                     loopback=item.loopback if item.state == 'present' else None)
         if item.state == 'present':
             if item.name in existing:
-                current = loopback_state(item.name)
-                if current != item.loopback:
-                    plan.loopback.append((item.name, item.loopback))
-                    result['changed'] = True
-                    report.record(namespace_line(item.name, current), namespace_line(item.name, item.loopback),
+                lo_up = current.loopback[item.name]
+                if lo_up != item.loopback:
+                    changes.loopback.append((item.name, item.loopback))
+                    entry['changed'] = True
+                    report.record(namespace_line(item.name, lo_up), namespace_line(item.name, item.loopback),
                                   [ip_command(item.name, 'link', 'set', LOOPBACK, 'up' if item.loopback else 'down')])
                 else:
-                    report.record(namespace_line(item.name, current), namespace_line(item.name, current))
+                    report.record(namespace_line(item.name, lo_up), namespace_line(item.name, lo_up))
             else:
-                plan.create.append(item.name)
-                result['created'] = True
+                changes.create.append(item.name)
+                entry['created'] = True
                 commands = [format_command(['ip', 'netns', 'add', item.name])]
                 if item.loopback:
-                    plan.loopback.append((item.name, True))
+                    changes.loopback.append((item.name, True))
                     commands.append(ip_command(item.name, 'link', 'set', LOOPBACK, 'up'))
                 before = 'netns %s (stale file, not a namespace)' % item.name if item.name in stale_files else None
                 report.record(before, namespace_line(item.name, item.loopback), commands)
         else:
             if item.name in existing:
-                plan.remove.append(item.name)
-                result['removed'] = True
-                result['pids'] = pids_of(item.name)
+                changes.remove.append(item.name)
+                entry['removed'] = True
+                entry['pids'] = current.pids.get(item.name, [])
                 report.record('netns %s' % item.name, None,
                               [format_command(['ip', 'netns', 'delete', item.name])])
             elif item.name in stale_files:
-                plan.stale.append(item.name)
-                result['removed'] = True
+                changes.stale.append(item.name)
+                entry['removed'] = True
                 report.record('netns %s (stale file, not a namespace)' % item.name, None,
                               [format_command(['rm', namespace_path(item.name)])])
-        result['changed'] = result['changed'] or result['created'] or result['removed']
-        plan.results.append(result)
-    return plan, report
+        entry['changed'] = entry['changed'] or entry['created'] or entry['removed']
+        changes.results.append(entry)
+    return changes
 
 
 def read_loopback(name):
@@ -186,33 +194,39 @@ ARGUMENT_RULES = dict(
 )
 
 
-def execute(params, context):
-    """The netns module's whole call (plugins/module_utils/kind.py): the result, or KindError."""
+def validate(params):
     wanted, errors = wanted_namespaces(params)
     check_errors(errors)
+    return wanted
 
-    context.lock()
-    rollback = None  # only once something is being created
+
+def read(wanted, context):
+    existing = set(list_namespaces())
+    pids_of = pids_by_namespace()
+    return Current(existing, stale_namespace_files([item.name for item in wanted]),
+                   dict((name, read_loopback(name)) for name in existing_named(wanted, existing, 'present')),
+                   dict((name, pids_of(name)) for name in existing_named(wanted, existing, 'absent')))
+
+
+def apply(plan, context):
+    if not plan.report.changed:
+        return
+    create_and_configure(plan, context.rollback)
     try:
-        existing = set(list_namespaces())
-        stale = stale_namespace_files([w.name for w in wanted])
-        plan, report = plan_changes(wanted, existing, stale, read_loopback, pids_by_namespace())
-        if not context.check_mode and report.changed:
-            rollback = context.rollback
-            create_and_configure(plan, rollback)
-            # Removals come last and cannot be undone; what was created stays if they fail.
-            rollback = None
-            remove_all(plan)
+        # Removals come last and cannot be undone; what was created stays if they fail.
+        remove_all(plan)
     except Exception as exc:
-        raise failure(exc, rollback)
+        raise failure(exc)
 
-    for result in plan.results:
-        if result['pids']:
+
+def result(plan, context):
+    for item in plan.results:
+        if item['pids']:
             context.warn('namespace %s %s removed from /run/netns, but processes still run in it '
                          '(pids %s): the namespace lives on until they exit'
-                         % (result['name'], 'would be' if context.check_mode else 'was',
-                            ', '.join(str(p) for p in result['pids'])))
-    return report.result(
+                         % (item['name'], 'would be' if context.check_mode else 'was',
+                            ', '.join(str(p) for p in item['pids'])))
+    return plan.report.result(
         context.diff, 'network namespaces',
         namespaces=plan.results,
         created=[r['name'] for r in plan.results if r['created']],

@@ -13,11 +13,9 @@ from ansible_collections.linuxnet.netns.plugins.module_utils.common import (
     Report,
     check_errors,
     collect_items,
-    failure,
 )
 from ansible_collections.linuxnet.netns.plugins.module_utils.netns_session import (
     entered,
-    NamespaceMissing,
     namespace_exists,
 )
 from ansible_collections.linuxnet.netns.plugins.module_utils.routes import (
@@ -57,7 +55,7 @@ def argument_spec():
     return spec
 
 
-def validate_all(params):
+def validate(params):
     """Every request checked on its own; all errors are collected before failing."""
     wanted, errors = [], []
     for field, item in collect_items(params, 'routes', ITEM_KEYS, defaults_from_top=('state', 'namespace')):
@@ -73,22 +71,11 @@ def validate_all(params):
             errors.append(ValidationError(route.field + 'namespace', route.namespace,
                                           'network namespace %s does not exist (/run/netns/%s is missing); '
                                           'create it first (linuxnet.netns.netns)' % (route.namespace, route.namespace)))
-    return wanted, errors
+    check_errors(errors)
+    return wanted
 
 
-def plan_all(wanted, states):
-    changes, errors = [], []
-    for route in wanted:
-        state = states[route.namespace]
-        try:
-            check_against_namespace(route, state)
-            changes.append(plan_route(route, state))
-        except ValidationError as exc:
-            errors.append(exc)
-    return changes, errors
-
-
-def read_states(wanted):
+def read(wanted, context):
     """Each namespace's links, addresses and routes, read once, for the IP versions its
     requests are about (a namespace holding only IPv4 requests never has its IPv6 routes
     read)."""
@@ -102,28 +89,45 @@ def read_states(wanted):
     return states
 
 
-def apply_all(changes, states, rollback):
-    """Write the changes, one batch per namespace that has any; on a failure, undo this
-    call's changes."""
+class Plan(object):
+    """The route changes of a call, the namespaces' states they were planned against, the report."""
+
+    def __init__(self, changes, states):
+        self.changes = changes
+        self.states = states
+        self.report = Report()
+        for change in changes:
+            before, after = report_lines(change)
+            self.report.before.extend(before)
+            self.report.after.extend(after)
+            self.report.command(*change_commands(change))
+
+
+def plan(wanted, states, context):
+    changes, errors = [], []
+    for route in wanted:
+        state = states[route.namespace]
+        try:
+            check_against_namespace(route, state)
+            changes.append(plan_route(route, state))
+        except ValidationError as exc:
+            errors.append(exc)
+    check_errors(errors)
+    return Plan(changes, states)
+
+
+def apply(plan, context):
+    """Write the changes, one batch per namespace that has any."""
     by_namespace = {}
-    for change in changes:
+    for change in plan.changes:
         if change.changed:
             by_namespace.setdefault(change.wanted.namespace, []).append(change)
-    try:
-        for namespace, namespace_changes in by_namespace.items():
-            apply_changes(namespace, namespace_changes, states[namespace].links, rollback)
-    except Exception as exc:
-        raise failure(exc, rollback)
+    for namespace, namespace_changes in by_namespace.items():
+        apply_changes(namespace, namespace_changes, plan.states[namespace].links, context.rollback)
 
 
-def build_report(changes):
-    report = Report()
-    for change in changes:
-        before, after = report_lines(change)
-        report.before.extend(before)
-        report.after.extend(after)
-        report.command(*change_commands(change))
-    return report
+def result(plan, context):
+    return dict(routes=[change.result() for change in plan.changes], **plan.report.result(context.diff, header='routes'))
 
 
 # The argument spec's rules besides the spec itself (AnsibleModule keywords).
@@ -131,21 +135,3 @@ ARGUMENT_RULES = dict(
     mutually_exclusive=[('routes', option) for option in ROUTE_OPTIONS],
     required_one_of=[('routes', 'dest')],
 )
-
-
-def execute(params, context):
-    """The netns_route module's whole call (plugins/module_utils/kind.py): the result, or KindError."""
-    wanted, errors = validate_all(params)
-    check_errors(errors)
-
-    context.lock()
-    try:
-        states = read_states(wanted)
-    except (NamespaceMissing, OSError) as exc:  # deleted since validation, or netlink refused the dump
-        raise failure(exc)
-    changes, errors = plan_all(wanted, states)
-    check_errors(errors)
-    report = build_report(changes)
-    if not context.check_mode:
-        apply_all(changes, states, context.rollback)
-    return dict(routes=[change.result() for change in changes], **report.result(context.diff, header='routes'))

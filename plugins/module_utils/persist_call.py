@@ -31,6 +31,11 @@ from ansible_collections.linuxnet.netns.plugins.module_utils.validation import (
 
 def validate(params):
     """Every name and address before anything is read or written (they end up in a script)."""
+    check_topology(params)
+    return params
+
+
+def check_topology(params):
     for index, item in enumerate(params['namespaces']):
         check_netns_name('namespaces[%d].name' % index, item.get('name'))
     for index, pair in enumerate(params['pairs']):
@@ -149,63 +154,96 @@ def written_here(directory):
     return [os.path.join(directory, name) for name in names if os.path.exists(os.path.join(directory, name))]
 
 
-def execute(params, context):
-    """The netns_persist module's call (plugins/module_utils/kind.py): the result, or KindError."""
-    try:
-        return write_files(params, context)
-    except Exception as exc:
-        raise failure(exc)
+class Current(object):
+    """The files a call wants ({path: (content, mode)}), what each candidate path holds now,
+    the ones of ours no longer wanted, and where the boot unit's wants link points."""
+
+    def __init__(self, params, wanted):
+        self.wanted = wanted
+        candidates = written_here(params['directory']) + [unit_path(params)]
+        self.stale = [path for path in candidates if path not in wanted and os.path.exists(path) and ours(path)]
+        self.texts = dict((path, read_text(path)) for path in list(wanted) + self.stale)
+        link = wants_link(params)
+        self.link_target = os.readlink(link) if os.path.islink(link) else None
 
 
-def write_files(params, context):
-    validate(params)
-    result = {'changed': False, 'files': [], 'commands': []}
-    before, after = {}, {}
-    present = params['state'] == 'present'
-    wanted = desired_files(params, NetnsRunner(context.module)) if present else {}
-    candidates = written_here(params['directory']) + [unit_path(params)]
-    stale = [path for path in candidates if path not in wanted and os.path.exists(path) and ours(path)]
-    for path, (text, mode) in sorted(wanted.items()):
-        current = read_text(path)
-        if current == text:
+class Plan(object):
+    """The files that move (diff lines per path), the writes, removals and wants link to apply."""
+
+    def __init__(self, params, wanted):
+        self.params = params
+        self.present = params['state'] == 'present'
+        self.wanted = wanted
+        self.files, self.writes, self.removals = [], [], []
+        self.before, self.after = {}, {}
+        self.link = None  # 'create' or 'remove'
+
+    def record(self, path, before, after):
+        self.files.append(path)
+        self.before[path], self.after[path] = before, after
+
+    @property
+    def reload(self):
+        """systemd reads units again only when told, and only where it runs."""
+        return bool(self.files) and self.params['unit_directory'] == '/etc/systemd/system' \
+            and os.path.isdir('/run/systemd/system')
+
+
+def read(params, context):
+    return Current(params, desired_files(params, NetnsRunner(context.module)) if params['state'] == 'present' else {})
+
+
+def plan(params, current, context):
+    changes = Plan(params, current.wanted)
+    for path, (text, mode) in sorted(current.wanted.items()):
+        if current.texts[path] == text:
             continue
         if not ours(path):
             raise ValidationError('directory', path, 'exists and was not written by netns_persist; '
                                                      'remove it or choose another directory')
-        before[path], after[path] = current or '', text
-        result['files'].append(path)
-        if not context.check_mode:
+        changes.record(path, current.texts[path] or '', text)
+        changes.writes.append((path, text, mode))
+    for path in current.stale:
+        changes.record(path, current.texts[path] or '', '')
+        changes.removals.append(path)
+    link, target = wants_link(params), '-> %s' % unit_path(params)
+    if changes.present and current.link_target is None:
+        changes.record(link, '', target)
+        changes.link = 'create'
+    elif not changes.present and current.link_target == unit_path(params):
+        changes.record(link, target, '')
+        changes.link = 'remove'
+    return changes
+
+
+def apply(plan, context):
+    params = plan.params
+    try:
+        for path, text, mode in plan.writes:
             write_atomically(path, text, mode)
-    for path in stale:
-        before[path], after[path] = read_text(path) or '', ''
-        result['files'].append(path)
-        if not context.check_mode:
+        for path in plan.removals:
             os.unlink(path)
-    link = wants_link(params)
-    if present and not os.path.islink(link):
-        result['files'].append(link)
-        after[link] = '-> %s' % unit_path(params)
-        if not context.check_mode:
+        link = wants_link(params)
+        if plan.link == 'create':
             if not os.path.isdir(os.path.dirname(link)):
                 os.makedirs(os.path.dirname(link), 0o755)
             os.symlink(unit_path(params), link)
-    elif not present and os.path.islink(link) and os.readlink(link) == unit_path(params):
-        result['files'].append(link)
-        before[link] = '-> %s' % unit_path(params)
-        if not context.check_mode:
+        elif plan.link == 'remove':
             os.unlink(link)
-    if not present and not context.check_mode and os.path.isdir(params['directory']) \
-            and not os.listdir(params['directory']):
-        os.rmdir(params['directory'])
-    result['changed'] = bool(result['files'])
-    if result['changed'] and params['unit_directory'] == '/etc/systemd/system' \
-            and os.path.isdir('/run/systemd/system'):
-        result['commands'].append('systemctl daemon-reload')
-        if not context.check_mode:
+        if not plan.present and os.path.isdir(params['directory']) and not os.listdir(params['directory']):
+            os.rmdir(params['directory'])
+        if plan.reload:
             context.module.run_command(['systemctl', 'daemon-reload'], check_rc=True)
-    if present:
-        result['script'] = wanted[os.path.join(params['directory'], 'restore.sh')][0]
+    except Exception as exc:
+        raise failure(exc)
+
+
+def result(plan, context):
+    outcome = {'changed': bool(plan.files), 'files': plan.files,
+               'commands': ['systemctl daemon-reload'] if plan.reload else []}
+    if plan.present:
+        outcome['script'] = plan.wanted[os.path.join(plan.params['directory'], 'restore.sh')][0]
     if context.diff:
-        result['diff'] = [{'before_header': path, 'after_header': path, 'before': before.get(path, ''),
-                           'after': after.get(path, '')} for path in result['files']]
-    return result
+        outcome['diff'] = [{'before_header': path, 'after_header': path, 'before': plan.before[path],
+                            'after': plan.after[path]} for path in plan.files]
+    return outcome

@@ -12,12 +12,12 @@ __metaclass__ = type
 
 import os
 import tempfile
+from collections import namedtuple
 
 from ansible_collections.linuxnet.netns.plugins.module_utils.common import (
     Report,
     check_errors,
     collect_items,
-    failure,
 )
 from ansible_collections.linuxnet.netns.plugins.module_utils.netns_session import (
     namespace_exists,
@@ -129,22 +129,6 @@ def read_records(record_dir, wanted):
     return records, errors
 
 
-def read_and_plan(wanted, records, restore):
-    """Read each namespace once, check the items against it, compute the writes."""
-    originals, plans, errors = {}, [], []
-    for item in wanted:
-        current = read_namespace(item.namespace)
-        originals[item.namespace] = current
-        if restore:
-            item = restore_settings('restore', item.namespace, records[item.label].values, current)
-        item_errors = namespace_errors(item, current)
-        if item_errors:
-            errors.extend(item_errors)
-            continue
-        plans.append(plan_settings(item, current))
-    return originals, plans, errors
-
-
 def file_diffs(wanted):
     """(path, old content, new content) for every persist file whose content differs."""
     diffs = []
@@ -208,23 +192,80 @@ def remove_empty_dir(path):
         pass  # not empty: something else lives there now
 
 
-def build_result(diff, plans, files):
+# The validated call; what it compares against (each namespace's forwarding values, the records
+# of earlier values, the persist files whose content differs); the writes it plans.
+Spec = namedtuple('Spec', 'wanted record_dir restore')
+Current = namedtuple('Current', 'originals records files')
+Plan = namedtuple('Plan', 'settings originals record_dir record_files files')
+
+
+def validate(params):
+    wanted, errors = validate_all(params)
+    check_errors(errors)
+    return Spec(wanted, params['record_dir'], bool(params['restore']))
+
+
+def read(spec, context):
+    records, errors = read_records(spec.record_dir, spec.wanted)
+    check_errors(errors)
+    originals = dict((item.namespace, read_namespace(item.namespace)) for item in spec.wanted)
+    return Current(originals, records, file_diffs(spec.wanted))
+
+
+def plan(spec, current, context):
+    """Check each item against its namespace and compute the writes."""
+    settings, errors = [], []
+    for item in spec.wanted:
+        values = current.originals[item.namespace]
+        if spec.restore:
+            item = restore_settings('restore', item.namespace, current.records[item.label].values, values)
+        item_errors = namespace_errors(item, values)
+        if item_errors:
+            errors.extend(item_errors)
+            continue
+        settings.append(plan_settings(item, values))
+    check_errors(errors)
+    record_files = record_diffs(settings, current.records, spec.restore, current.originals)
+    return Plan(settings, current.originals, spec.record_dir, record_files, current.files + record_files)
+
+
+def apply(plan, context):
+    rollback = context.rollback
+    for item in plan.settings:
+        apply_plan(item, plan.originals[item.wanted.namespace], rollback)
+    # Files last: a failed sysctl write leaves no record of values that were not set.
+    if any(content for dummy_path, dummy_old, content in plan.record_files):
+        ensure_record_dir(plan.record_dir, rollback)
+    for path, old, content in plan.files:
+        rollback.register('restore %s' % path, put_file, context.module, path, old)
+        put_file(context.module, path, content)
+
+
+def result(plan, context):
     report = Report()
-    for plan in plans:
-        before, after = report_lines(plan)
+    for item in plan.settings:
+        before, after = report_lines(item)
         report.before.extend(before)
         report.after.extend(after)
-        report.command(*plan_commands(plan))
-    result = report.result(diff, header='forwarding sysctls')
-    result['changed'] = result['changed'] or bool(files)
-    if diff and files:
-        result['diff'] = [result['diff']] + [
+        report.command(*plan_commands(item))
+    files = plan.files
+    outcome = report.result(context.diff, header='forwarding sysctls')
+    outcome['changed'] = outcome['changed'] or bool(files)
+    if context.diff and files:
+        outcome['diff'] = [outcome['diff']] + [
             {'before_header': path, 'after_header': path, 'before': old, 'after': new}
             for path, old, new in files]
-    result['files_changed'] = [entry[0] for entry in files]
-    result['before'] = dict((plan.wanted.label, plan.before) for plan in plans)
-    result['after'] = dict((plan.wanted.label, plan.after) for plan in plans)
-    return result
+    outcome['files_changed'] = [entry[0] for entry in files]
+    outcome['before'] = dict((item.wanted.label, item.before) for item in plan.settings)
+    outcome['after'] = dict((item.wanted.label, item.after) for item in plan.settings)
+    if not context.check_mode:
+        # What the kernel holds now, not the prediction.
+        for item in plan.settings:
+            if item.changed:
+                current = read_namespace(item.wanted.namespace)
+                outcome['after'][item.wanted.label] = dict(
+                    (setting.key, current.values.get(setting.path)) for setting in item.wanted.settings)
+    return outcome
 
 
 # The argument spec's rules besides the spec itself (AnsibleModule keywords).
@@ -234,40 +275,3 @@ ARGUMENT_RULES = dict(
     required_one_of=[('settings', 'ipv4', 'ipv6', 'ipv6_default', 'interfaces', 'restore')],
     required_if=[('restore', True, ('record_dir',))],
 )
-
-
-def execute(params, context):
-    """The sysctl_forward module's whole call (plugins/module_utils/kind.py): the result, or KindError."""
-    restore = bool(params['restore'])
-    wanted, errors = validate_all(params)
-    check_errors(errors)
-    context.lock()
-    records, errors = read_records(params['record_dir'], wanted)
-    check_errors(errors)
-    originals, plans, errors = read_and_plan(wanted, records, restore)
-    check_errors(errors)
-    record_files = record_diffs(plans, records, restore, originals)
-    files = file_diffs(wanted) + record_files
-    result = build_result(context.diff, plans, files)
-    if context.check_mode:
-        return result
-
-    rollback = context.rollback
-    try:
-        for plan in plans:
-            apply_plan(plan, originals[plan.wanted.namespace], rollback)
-        # Files last: a failed sysctl write leaves no record of values that were not set.
-        if any(content for dummy_path, dummy_old, content in record_files):
-            ensure_record_dir(params['record_dir'], rollback)
-        for path, old, content in files:
-            rollback.register('restore %s' % path, put_file, context.module, path, old)
-            put_file(context.module, path, content)
-    except Exception as exc:  # undo the writes of this call, then fail with the reason
-        raise failure(exc, rollback)
-    # Report what the kernel holds now, not the prediction.
-    for plan in plans:
-        if plan.changed:
-            current = read_namespace(plan.wanted.namespace)
-            result['after'][plan.wanted.label] = dict(
-                (setting.key, current.values.get(setting.path)) for setting in plan.wanted.settings)
-    return result

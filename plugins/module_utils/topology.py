@@ -5,8 +5,8 @@
 """netns_topology: the five state modules' calls run one after the other in one process.
 
 Each part is validated by its own module's argument spec and runs its own module's code
-(``<kind>_call.execute``, plugins/module_utils/kind.py), which returns the part's result or
-raises KindError. All parts get one CallContext, so they register their undo actions with
+(``kind.execute`` of its ``<kind>_call`` API, plugins/module_utils/kind.py), which returns the
+part's result or raises KindError. All parts get one CallContext, so they register their undo actions with
 one Rollback: when a part fails, what the parts before it created is removed too.
 """
 
@@ -22,7 +22,7 @@ from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible_collections.linuxnet.netns.plugins.module_utils import (
     nat_rule_call, netns_call, netns_route_call, ownership, sysctl_forward_call, veth_call)
 from ansible_collections.linuxnet.netns.plugins.module_utils.common import KindError, format_command
-from ansible_collections.linuxnet.netns.plugins.module_utils.kind import CallContext
+from ansible_collections.linuxnet.netns.plugins.module_utils.kind import CallContext, execute
 from ansible_collections.linuxnet.netns.plugins.module_utils.nscmd import NetnsRunner
 
 # name: (the kind's code, list option, whether the part takes a top-level state)
@@ -123,7 +123,7 @@ def check_options(part, params):
 def run_part(context, part, options):
     """The part's result: its module's call on its checked options, with the shared context."""
     context.prefix = '%s: ' % part
-    return PARTS[part][0].execute(options, context)
+    return execute(PARTS[part][0], options, context)
 
 
 class Topology(object):

@@ -13,7 +13,7 @@ import contextlib
 import os
 
 from ansible_collections.linuxnet.netns.plugins.module_utils.common import (
-    KindError, Report, check_errors, collect_items, failure)
+    KindError, Report, check_errors, collect_items)
 from ansible_collections.linuxnet.netns.plugins.module_utils.links import (
     IPV6_MIN_MTU, REQUEST_WINDOW, VETH_DEFAULT_MTU, LinkOperationError, LinkState, RouteSocket,
     address_add_command, address_changes, address_del_command, address_request, delete_links,
@@ -584,6 +584,9 @@ class KernelState(object):
                     return peer.name, matches[0]
         return None
 
+    def close(self):
+        self.namespaces.close()
+
     def _has_netnsid(self, rtnl, name, nsid):
         try:
             with self.namespaces.fd(self.namespaces.key(name)) as fd:
@@ -828,30 +831,45 @@ ARGUMENT_RULES = dict(
 )
 
 
-def execute(params, context):
-    """The veth module's whole call (plugins/module_utils/kind.py): the result, or KindError."""
+def validate(params):
     specs, errors = validate_pairs(params)
     check_errors(errors)
+    return specs
 
-    context.lock()
-    rollback = None
-    namespaces = None
+
+def read(specs, context):
+    """The KernelState of every namespace the pairs name; its close() releases their fds."""
+    kernel = KernelState(Namespaces([s.namespace for s in specs] + [s.peer_namespace for s in specs]))
     try:
-        namespaces = Namespaces([s.namespace for s in specs] + [s.peer_namespace for s in specs])
-        check_namespaces(context, specs, namespaces)
-        kernel = KernelState(namespaces)
+        check_namespaces(context, specs, kernel.namespaces)
         kernel.read(specs)
-        plans = make_plans(specs, namespaces, kernel)
-        if any(plan.conflict for plan in plans):
-            conflicts, msg = conflict_message(plans)
-            raise KindError(msg, conflicts=conflicts, pairs=[pair_result(p) for p in plans])
-        report = build_report(plans)
-        if not context.check_mode and report.changed:
-            rollback = context.rollback
-            Applier(namespaces, rollback).apply(plans)
-    except Exception as exc:
-        raise failure(exc, rollback)
-    finally:
-        if namespaces is not None:
-            namespaces.close()
-    return report.result(context.diff, 'veth pairs', pairs=[pair_result(p) for p in plans])
+    except Exception:
+        kernel.close()
+        raise
+    return kernel
+
+
+class Plan(object):
+    """Each pair's plan, the namespaces' fds they are applied through, the report."""
+
+    def __init__(self, pairs, namespaces):
+        self.pairs = pairs
+        self.namespaces = namespaces
+        self.report = build_report(pairs)
+
+
+def plan(specs, kernel, context):
+    pairs = make_plans(specs, kernel.namespaces, kernel)
+    if any(pair.conflict for pair in pairs):
+        conflicts, msg = conflict_message(pairs)
+        raise KindError(msg, conflicts=conflicts, pairs=[pair_result(p) for p in pairs])
+    return Plan(pairs, kernel.namespaces)
+
+
+def apply(plan, context):
+    if plan.report.changed:
+        Applier(plan.namespaces, context.rollback).apply(plan.pairs)
+
+
+def result(plan, context):
+    return plan.report.result(context.diff, 'veth pairs', pairs=[pair_result(p) for p in plan.pairs])

@@ -154,7 +154,7 @@ def main():
         ),
         supports_check_mode=True,
     )
-    kind.run_module(module, persist_call.execute)
+    kind.run_module(module, persist_call)
 
 
 if __name__ == '__main__':

@@ -243,7 +243,7 @@ from ansible_collections.linuxnet.netns.plugins.module_utils import kind, netns_
 
 
 def main():
-    kind.run_module(AnsibleModule(argument_spec=call.argument_spec(), supports_check_mode=True, **call.ARGUMENT_RULES), call.execute)
+    kind.run_module(AnsibleModule(argument_spec=call.argument_spec(), supports_check_mode=True, **call.ARGUMENT_RULES), call)
 
 
 if __name__ == '__main__':

@@ -1,6 +1,8 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """plugins/modules/nat_rule.py glue: which items a call manages, which namespaces it
 touches, the documented auto backend choice, and the diff/result it builds."""
+import types
+
 import pytest
 
 from ansible_collections.linuxnet.netns.plugins.module_utils import nat_iptables as ipt
@@ -21,8 +23,14 @@ def params(**kw):
     return base
 
 
+def namespace_plan(name, runner=None):
+    """A NamespacePlan of a namespace read as empty."""
+    return nat_rule.NamespacePlan(types.SimpleNamespace(namespace=name, runner=runner, views={}, chains=None,
+                                                        table=None))
+
+
 def plan(nft_text=None, legacy_text='', nft_table=False):
-    p = nat_rule.NamespacePlan('ns1', runner=None)
+    p = namespace_plan('ns1')
     p.views = {(4, 'nft'): ipt.XtablesView(4, 'nft', ipt.parse_save(nft_text or '')),
                (4, 'legacy'): ipt.XtablesView(4, 'legacy', ipt.parse_save(legacy_text))}
     p.table = nft.NftTable(exists=nft_table)
@@ -88,7 +96,7 @@ class FakeModule(object):
 
 class TestResult:
     def test_diff_shows_policy_and_rule_lines_moving(self):
-        p = nat_rule.NamespacePlan('h1', runner=None)
+        p = namespace_plan('h1')
         p.backend = 'iptables'
         p.before = ['ipv4 nat: old line', 'ipv4 nat: kept line', 'ipv4 filter: policy FORWARD ACCEPT']
         p.transactions = [m.Transaction('ipv4 nat', ['x'], ['*nat', 'COMMIT'], ['iptables -t nat -D X'],
@@ -141,7 +149,7 @@ AFTER_SAVE = ('*nat\n:POSTROUTING ACCEPT [0:0]\n:LNT-POSTROUTING - [0:0]\n'
 class TestRestoreNamespace:
     def test_puts_back_what_was_there_before_a_failed_call(self):
         runner = RecordingRunner({('iptables-nft-save',): (0, AFTER_SAVE, '')})
-        p = nat_rule.NamespacePlan('h1', runner)
+        p = namespace_plan('h1', runner)
         p.backend = 'iptables'
         p.views = {(4, 'nft'): ipt.XtablesView(4, 'nft', ipt.parse_save(BEFORE_SAVE))}
         nat_rule.restore_namespace(p)
@@ -163,7 +171,7 @@ class TestRestoreNamespace:
                    '\t\ttype nat hook postrouting priority srcnat; policy accept;\n'
                    '\t\tmasquerade comment "lnt:x 1" # handle 4\n\t}\n}\n')
         runner = RecordingRunner({('nft', '-a', 'list', 'table', 'inet', 'linuxnet_netns'): (0, listing, '')})
-        p = nat_rule.NamespacePlan('h1', runner)
+        p = namespace_plan('h1', runner)
         p.backend = 'nftables'
         p.table = nft.NftTable(exists=False)
         nat_rule.restore_namespace(p)

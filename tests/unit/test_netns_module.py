@@ -19,17 +19,13 @@ def params(**overrides):
 
 
 def plan_for(wanted_params, existing=(), stale=(), lo_up=(), pids=None):
-    wanted, errors = netns.wanted_namespaces(params(**wanted_params))
-    assert errors == []
-    asked = []
-
-    def loopback_state(name):
-        asked.append(name)
-        return name in lo_up
-
-    plan, report = netns.plan_changes(wanted, set(existing), set(stale), loopback_state,
-                                      lambda name: (pids or {}).get(name, []))
-    return plan, report, asked
+    """The plan against a fake current state, and the namespaces whose lo ``read`` reads."""
+    wanted = netns.validate(params(**wanted_params))
+    asked = netns.existing_named(wanted, set(existing), 'present')
+    current = netns.Current(set(existing), set(stale), dict((name, name in lo_up) for name in asked),
+                            dict((name, found) for name, found in (pids or {}).items() if name in existing))
+    plan = netns.plan(wanted, current, None)
+    return plan, plan.report, asked
 
 
 # --- validation --------------------------------------------------------------------

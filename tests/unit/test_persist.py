@@ -1,8 +1,17 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """netns_persist's rendering: the boot script's ip commands (quoted, creating only what is
-missing), the iptables files and jumps from a listing, the nft script, the record template."""
+missing), the iptables files and jumps from a listing, the nft script, the record template;
+and its call on a temporary directory: converge, no change the second time, check mode, a
+foreign file refused before anything is written."""
+import os
+
+import pytest
+
+from ansible_collections.linuxnet.netns.plugins.module_utils import kind, persist_call
 from ansible_collections.linuxnet.netns.plugins.module_utils import nat_iptables as ipt
 from ansible_collections.linuxnet.netns.plugins.module_utils import persist
+from ansible_collections.linuxnet.netns.plugins.module_utils.common import KindError
+from ansible_collections.linuxnet.netns.plugins.module_utils.kind import CallContext
 
 SAVE = '''*nat
 :PREROUTING ACCEPT [0:0]
@@ -108,3 +117,76 @@ def test_script_and_unit():
     unit = persist.unit('/etc/x')
     assert 'ExecStart=/bin/sh /etc/x/restore.sh' in unit and 'WantedBy=multi-user.target' in unit
     compile(persist.REKEY, 'rekey.py', 'exec')
+
+
+# --- the module's call (kind.execute with persist_call) ----------------------------------------
+
+class StandIn(object):
+    """The AnsibleModule surface a netns_persist call uses."""
+
+    def __init__(self, check_mode=False):
+        self.check_mode = check_mode
+        self._diff = True
+        self.commands = []
+
+    def run_command(self, argv, **kwargs):
+        self.commands.append(argv)
+        return 0, '', ''
+
+    def get_bin_path(self, name, required=False):
+        return None
+
+    def warn(self, warning):
+        raise AssertionError(warning)
+
+
+def persist_params(tmp_path, **overrides):
+    params = dict(state='present', namespaces=[{'name': 'blue'}], pairs=[], routes=[], forwarding=False,
+                  rules=False, record_dir=None, directory=str(tmp_path / 'etc'), unit_directory=str(tmp_path / 'units'))
+    params.update(overrides)
+    return params
+
+
+@pytest.fixture
+def private_lock(monkeypatch, tmp_path):
+    monkeypatch.setattr(kind, 'STATE_LOCK_PATH', str(tmp_path / 'state.lock'))
+
+
+def call(params, check_mode=False):
+    """One netns_persist call; the state lock is let go afterwards, as a module's process exit does."""
+    context = CallContext(StandIn(check_mode))
+    try:
+        return kind.execute(persist_call, params, context)
+    finally:
+        if context.lock_fd is not None:
+            os.close(context.lock_fd)
+
+
+def test_persist_writes_its_files_then_a_second_call_changes_nothing(tmp_path, private_lock):
+    first = call(persist_params(tmp_path))
+    written = sorted(str(path.relative_to(tmp_path)) for path in tmp_path.rglob('*') if path.is_file()
+                     and not path.is_symlink() and path.name != 'state.lock')
+    assert first['changed'] and written == ['etc/restore.sh', 'units/linuxnet-netns.service']
+    assert (tmp_path / 'units' / 'multi-user.target.wants' / persist.UNIT_NAME).is_symlink()
+    assert 'ip netns add blue' in (tmp_path / 'etc' / 'restore.sh').read_text()
+    again = call(persist_params(tmp_path))
+    assert not again['changed'] and again['files'] == []
+    gone = call(persist_params(tmp_path, state='absent'))
+    assert gone['changed'] and not (tmp_path / 'etc').exists()
+    assert not (tmp_path / 'units' / persist.UNIT_NAME).exists()
+
+
+def test_a_foreign_file_fails_the_call_before_any_file_is_written(tmp_path, private_lock):
+    (tmp_path / 'units').mkdir()
+    (tmp_path / 'units' / persist.UNIT_NAME).write_text('[Unit]\nDescription=the admin\'s own\n')
+    with pytest.raises(KindError) as failed:
+        call(persist_params(tmp_path))
+    assert 'was not written by netns_persist' in failed.value.msg and failed.value.fields['field'] == 'directory'
+    assert not (tmp_path / 'etc').exists(), 'restore.sh (sorted before the unit) must not be written'
+    assert (tmp_path / 'units' / persist.UNIT_NAME).read_text().endswith("the admin's own\n")
+
+
+def test_persist_check_mode_writes_nothing(tmp_path, private_lock):
+    preview = call(persist_params(tmp_path), check_mode=True)
+    assert preview['changed'] and len(preview['files']) == 3
+    assert sorted(path.name for path in tmp_path.iterdir()) == []

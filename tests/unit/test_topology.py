@@ -20,6 +20,24 @@ from ansible_collections.linuxnet.netns.plugins.module_utils.topology import (
     ORDER, PARTS, Topology, check_options, describe_pending, part_params, run_part, without_pending)
 
 
+@pytest.fixture(autouse=True)
+def private_state_lock(monkeypatch, tmp_path):
+    """Calls outside check mode take the host's state lock: a private one here (no root)."""
+    monkeypatch.setattr(kind, 'STATE_LOCK_PATH', str(tmp_path / 'state.lock'))
+
+
+def kind_api(run, **extra):
+    """A stand-in <kind>_call API whose whole call is ``run(params, context)`` (done in plan)."""
+    return types.SimpleNamespace(validate=lambda params: params, read=lambda spec, context: None,
+                                 plan=run, apply=lambda plan, context: None,
+                                 result=lambda plan, context: plan, **extra)
+
+
+def recorded(run):
+    """``run`` as a stand-in's plan: (spec, current, context) -> result."""
+    return lambda spec, current, context: run(spec, context)
+
+
 class Failed(Exception):
     """What our stand-in for AnsibleModule.fail_json raises (the real one exits)."""
 
@@ -73,7 +91,9 @@ def test_each_part_runs_its_own_modules_code():
         assert code.__name__.endswith('.%s_call' % part)
         assert list_key in code.argument_spec()
         assert ('state' in code.argument_spec()) is takes_state
-        assert callable(code.execute) and isinstance(code.ARGUMENT_RULES, dict)
+        assert isinstance(code.ARGUMENT_RULES, dict)
+        for step in ('validate', 'read', 'plan', 'apply', 'result'):
+            assert callable(getattr(code, step)), (part, step)
 
 
 # --- part_params -----------------------------------------------------------------------------
@@ -199,9 +219,8 @@ def test_single_form_elsewhere_is_kept_as_is(part, params):
 def recording_part(monkeypatch):
     """veth's code with a recording execute: returns the list of (params, context) it got."""
     calls = []
-    code = types.SimpleNamespace(argument_spec=PARTS['veth'][0].argument_spec,
-                                 ARGUMENT_RULES=PARTS['veth'][0].ARGUMENT_RULES,
-                                 execute=lambda params, context: calls.append((params, context)) or {'changed': False})
+    code = kind_api(recorded(lambda params, context: calls.append((params, context)) or {'changed': False}),
+                    argument_spec=PARTS['veth'][0].argument_spec, ARGUMENT_RULES=PARTS['veth'][0].ARGUMENT_RULES)
     monkeypatch.setattr(topology, 'PARTS', dict(PARTS, veth=(code,) + PARTS['veth'][1:]))
     return calls
 
@@ -223,11 +242,11 @@ def test_a_part_is_validated_by_its_own_spec_and_gets_its_defaults(recording_par
 
 def test_a_parts_result_and_failure_are_a_return_value_and_a_kind_error():
     context = CallContext(FakeModule(check_mode=True))
-    assert topology.PARTS['netns'][0].execute({'name': None, 'namespaces': [], 'state': 'present',
-                                               'loopback': True}, context)['created'] == []
+    assert kind.execute(topology.PARTS['netns'][0], {'name': None, 'namespaces': [], 'state': 'present',
+                                                     'loopback': True}, context)['created'] == []
     with pytest.raises(KindError) as failed:
-        topology.PARTS['netns'][0].execute({'name': 'bad/name', 'namespaces': None, 'state': 'present',
-                                            'loopback': True}, context)
+        kind.execute(topology.PARTS['netns'][0], {'name': 'bad/name', 'namespaces': None, 'state': 'present',
+                                                  'loopback': True}, context)
     assert failed.value.msg.startswith("invalid input: name='bad/name'")
     assert failed.value.fields['field'] == 'name' and len(failed.value.fields['errors']) == 1
 
@@ -286,8 +305,8 @@ def fake_code(part, log, result=None, fail=None, spec=None, run=None):
             raise KindError(**fail)
         return result if result is not None else dict(changed=True, commands=['do ' + part])
 
-    return types.SimpleNamespace(__name__='fake_%s_call' % part, argument_spec=lambda: dict(argument_spec),
-                                 ARGUMENT_RULES={}, execute=run or default_run)
+    return kind_api(recorded(run or default_run), __name__='fake_%s_call' % part,
+                    argument_spec=lambda: dict(argument_spec), ARGUMENT_RULES={})
 
 
 @pytest.fixture
@@ -364,8 +383,8 @@ def test_an_incomplete_rollback_is_reported(fake_parts):
         return dict(changed=True)
 
     table = topology.PARTS
-    table['veth'] = (types.SimpleNamespace(argument_spec=lambda: {'pairs': dict(type='list'), 'state': dict(type='str')},
-                                           ARGUMENT_RULES={}, execute=broken),) + table['veth'][1:]
+    table['veth'] = (kind_api(recorded(broken), ARGUMENT_RULES={},
+                              argument_spec=lambda: {'pairs': dict(type='list'), 'state': dict(type='str')}),) + table['veth'][1:]
     install('netns_route', fail=dict(msg='no route'))
     module = FakeModule(veth={}, netns_route={})
     with pytest.raises(Failed) as failed:
@@ -411,7 +430,7 @@ def test_a_parts_kind_error_is_not_rewrapped_by_its_own_error_handling(fake_part
 
     def run(params, context):
         try:
-            raise KindError('conflict', conflicts=['v1'])  # as veth_call.execute does
+            raise KindError('conflict', conflicts=['v1'])  # as veth_call.plan does
         except Exception as exc:
             raise failure(exc)
 
@@ -592,15 +611,66 @@ def test_a_module_exits_with_the_result_or_fails_with_the_kind_error():
             raise Failed(dict(kwargs, exited=True))
 
     with pytest.raises(Failed) as done:
-        kind.run_module(Module(), lambda params, context: dict(changed=context.check_mode, state=params['state']))
+        kind.run_module(Module(), kind_api(recorded(lambda params, context: dict(changed=context.check_mode,
+                                                                                 state=params['state']))))
     assert done.value.kwargs == {'changed': False, 'state': 'present', 'exited': True}
 
     def fails(params, context):
         raise KindError('no route', field='routes[0]')
 
-    with pytest.raises(Failed) as failed:
-        kind.run_module(Module(), fails)
+    with pytest.raises(Failed) as failed:  # check mode: the first call's process would still hold the lock
+        kind.run_module(Module(check_mode=True), kind_api(recorded(fails)))
     assert failed.value.kwargs == {'msg': 'no route', 'field': 'routes[0]'}
+
+
+class StepLog(object):
+    """A <kind>_call API that logs its steps; ``fail_in`` names the step that raises."""
+
+    def __init__(self, fail_in=None):
+        self.steps = []
+        self.fail_in = fail_in
+
+    def step(self, name, value):
+        self.steps.append(name)
+        if name == self.fail_in:
+            raise KindError('%s failed' % name)
+        return value
+
+    def validate(self, params):
+        return self.step('validate', dict(params))
+
+    def read(self, spec, context):
+        self.steps.append('lock held' if context.lock_fd is not None else 'no lock')
+        return self.step('read', types.SimpleNamespace(close=lambda: self.steps.append('close')))
+
+    def plan(self, spec, current, context):
+        return self.step('plan', 'the plan')
+
+    def apply(self, plan, context):
+        assert plan == 'the plan'
+        self.step('apply', None)
+
+    def result(self, plan, context):
+        return self.step('result', {'changed': True, 'plan': plan})
+
+
+@pytest.mark.parametrize('check_mode, fail_in, steps', [
+    (False, None, ['validate', 'lock held', 'read', 'plan', 'apply', 'result', 'close']),
+    (True, None, ['validate', 'no lock', 'read', 'plan', 'result', 'close']),
+    (False, 'validate', ['validate']),
+    (False, 'plan', ['validate', 'lock held', 'read', 'plan', 'close']),
+    (False, 'apply', ['validate', 'lock held', 'read', 'plan', 'apply', 'close']),
+])
+def test_execute_validates_locks_reads_plans_applies_outside_check_mode_and_closes(check_mode, fail_in, steps):
+    api = StepLog(fail_in)
+    context = CallContext(FakeModule(check_mode=check_mode))
+    if fail_in is None:
+        assert kind.execute(api, {'x': 1}, context) == {'changed': True, 'plan': 'the plan'}
+    else:
+        with pytest.raises(KindError) as failed:
+            kind.execute(api, {'x': 1}, context)
+        assert failed.value.msg == '%s failed' % fail_in
+    assert api.steps == steps
 
 
 @pytest.mark.parametrize('params', [
