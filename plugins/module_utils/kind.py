@@ -34,16 +34,23 @@ from ansible_collections.linuxnet.netns.plugins.module_utils.netns_session impor
 # before either writes would both apply the same change (duplicate jumps, EEXIST).
 STATE_LOCK_PATH = '/run/linuxnet-netns.lock'
 STATE_LOCK_TIMEOUT = 300
+# path -> the fd by which this process holds that lock. A flock belongs to an open file, so
+# a second open of the path in this process would wait for itself; the calls of one process
+# run one after the other and share the one they took.
+HELD_LOCKS = {}
 
 
 def acquire_state_lock(path, timeout):
     """An fd holding the flock on ``path`` (the kernel drops it with the process's last fd);
     KindError after ``timeout`` seconds of another holder."""
+    if path in HELD_LOCKS:
+        return HELD_LOCKS[path]
     fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
     deadline = time.time() + timeout
     while True:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            HELD_LOCKS[path] = fd
             return fd
         except (IOError, OSError) as exc:
             if exc.errno not in (errno.EAGAIN, errno.EACCES):
@@ -76,7 +83,7 @@ class CallContext(object):
 
     def lock(self):
         """Serialize read-compare-write against other calls of the collection on this host:
-        taken once per call, after validation and before reading state, held until the
+        taken once per process, after validation and before reading state, held until the
         process exits. Check mode writes nothing and does not take it."""
         if not self.check_mode and self.lock_fd is None:
             self.lock_fd = acquire_state_lock(STATE_LOCK_PATH, STATE_LOCK_TIMEOUT)
@@ -108,7 +115,10 @@ def execute(call, params, context):
                 raise
             except Exception as exc:
                 raise failure(exc, context.rollback)
-        return call.result(plan, context)
+        try:
+            return call.result(plan, context)
+        except Exception as exc:  # what was applied stays: it is what was asked for
+            raise failure(exc)
     finally:
         if hasattr(current, 'close'):
             current.close()

@@ -45,8 +45,8 @@ def example_kind(mtus, fail_on=None):
 
 
 @pytest.fixture(autouse=True)
-def private_state_lock(monkeypatch, tmp_path):
-    monkeypatch.setattr(kind, 'STATE_LOCK_PATH', str(tmp_path / 'state.lock'))
+def own_state_lock(private_state_lock):
+    """Each test with a state lock of its own (tests/unit/conftest.py)."""
 
 
 def test_the_example_is_about_thirty_lines():
@@ -62,7 +62,7 @@ def test_the_example_converges_and_a_second_call_changes_nothing():
     assert first['changed'] and first['moved'] == ['a'] and mtus == {'a': 1500, 'b': 1500}
     assert first['commands'] == ['ip -n a link set lo mtu 1500']
     assert first['diff']['before'] == 'netns a lo mtu 65536\nnetns b lo mtu 1500\n'
-    again = kind.execute(call, {'namespaces': ['a', 'b'], 'mtu': 1500}, CallContext(Module(check_mode=True)))
+    again = kind.execute(call, {'namespaces': ['a', 'b'], 'mtu': 1500}, CallContext(Module()))
     assert not again['changed'] and again['commands'] == []
 
 

@@ -3,8 +3,6 @@
 missing), the iptables files and jumps from a listing, the nft script, the record template;
 and its call on a temporary directory: converge, no change the second time, check mode, a
 foreign file refused before anything is written."""
-import os
-
 import pytest
 
 from ansible_collections.linuxnet.netns.plugins.module_utils import kind, persist_call
@@ -147,22 +145,11 @@ def persist_params(tmp_path, **overrides):
     return params
 
 
-@pytest.fixture
-def private_lock(monkeypatch, tmp_path):
-    monkeypatch.setattr(kind, 'STATE_LOCK_PATH', str(tmp_path / 'state.lock'))
-
-
 def call(params, check_mode=False):
-    """One netns_persist call; the state lock is let go afterwards, as a module's process exit does."""
-    context = CallContext(StandIn(check_mode))
-    try:
-        return kind.execute(persist_call, params, context)
-    finally:
-        if context.lock_fd is not None:
-            os.close(context.lock_fd)
+    return kind.execute(persist_call, params, CallContext(StandIn(check_mode)))
 
 
-def test_persist_writes_its_files_then_a_second_call_changes_nothing(tmp_path, private_lock):
+def test_persist_writes_its_files_then_a_second_call_changes_nothing(tmp_path, private_state_lock):
     first = call(persist_params(tmp_path))
     written = sorted(str(path.relative_to(tmp_path)) for path in tmp_path.rglob('*') if path.is_file()
                      and not path.is_symlink() and path.name != 'state.lock')
@@ -176,7 +163,7 @@ def test_persist_writes_its_files_then_a_second_call_changes_nothing(tmp_path, p
     assert not (tmp_path / 'units' / persist.UNIT_NAME).exists()
 
 
-def test_a_foreign_file_fails_the_call_before_any_file_is_written(tmp_path, private_lock):
+def test_a_foreign_file_fails_the_call_before_any_file_is_written(tmp_path, private_state_lock):
     (tmp_path / 'units').mkdir()
     (tmp_path / 'units' / persist.UNIT_NAME).write_text('[Unit]\nDescription=the admin\'s own\n')
     with pytest.raises(KindError) as failed:
@@ -186,7 +173,7 @@ def test_a_foreign_file_fails_the_call_before_any_file_is_written(tmp_path, priv
     assert (tmp_path / 'units' / persist.UNIT_NAME).read_text().endswith("the admin's own\n")
 
 
-def test_persist_check_mode_writes_nothing(tmp_path, private_lock):
+def test_persist_check_mode_writes_nothing(tmp_path, private_state_lock):
     preview = call(persist_params(tmp_path), check_mode=True)
     assert preview['changed'] and len(preview['files']) == 3
     assert sorted(path.name for path in tmp_path.iterdir()) == []

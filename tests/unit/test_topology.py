@@ -21,9 +21,8 @@ from ansible_collections.linuxnet.netns.plugins.module_utils.topology import (
 
 
 @pytest.fixture(autouse=True)
-def private_state_lock(monkeypatch, tmp_path):
-    """Calls outside check mode take the host's state lock: a private one here (no root)."""
-    monkeypatch.setattr(kind, 'STATE_LOCK_PATH', str(tmp_path / 'state.lock'))
+def own_state_lock(private_state_lock):
+    """Every test here with a state lock of its own (tests/unit/conftest.py)."""
 
 
 def kind_api(run, **extra):
@@ -539,17 +538,10 @@ def test_trimming_skips_a_result_without_its_list():
 # --- the state lock ---------------------------------------------------------------------------
 
 @pytest.fixture
-def lock_path(tmp_path, monkeypatch):
-    """The state lock at a path of the test's own, a short timeout; the descriptors the
-    contexts of the test opened are closed after it."""
-    path = str(tmp_path / 'state.lock')
-    monkeypatch.setattr(kind, 'STATE_LOCK_PATH', path)
+def lock_path(private_state_lock, monkeypatch):
+    """The test's own state lock (its path) with a short timeout."""
     monkeypatch.setattr(kind, 'STATE_LOCK_TIMEOUT', 0.1)
-    contexts = []
-    yield path, contexts
-    for context in contexts:
-        if context.lock_fd is not None:
-            os.close(context.lock_fd)
+    return private_state_lock
 
 
 def other_holder_can_lock(path):
@@ -565,9 +557,8 @@ def other_holder_can_lock(path):
 
 
 def test_state_lock_taken_by_several_parts_of_one_call_is_taken_once(lock_path):
-    path, contexts = lock_path
+    path = lock_path
     context = CallContext(FakeModule())
-    contexts.append(context)
     context.lock()
     fd = context.lock_fd
     assert isinstance(fd, int) and not other_holder_can_lock(path)  # really held
@@ -579,12 +570,21 @@ def test_state_lock_taken_by_several_parts_of_one_call_is_taken_once(lock_path):
     assert context.lock_fd == fd and not other_holder_can_lock(path)
 
 
+def test_calls_of_one_process_share_its_lock_and_other_processes_wait(lock_path):
+    path = lock_path
+    first, second = CallContext(FakeModule()), CallContext(FakeModule())
+    first.lock()
+    started = time.monotonic()
+    second.lock()  # a new open of the path would wait for this process's own flock
+    assert time.monotonic() - started < 0.05
+    assert second.lock_fd == first.lock_fd and not other_holder_can_lock(path)
+
+
 def test_state_lock_held_elsewhere_still_times_out(lock_path):
-    path, contexts = lock_path
+    path = lock_path
     other = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
     fcntl.flock(other, fcntl.LOCK_EX)
     context = CallContext(FakeModule())
-    contexts.append(context)
     try:
         with pytest.raises(KindError) as failed:
             context.lock()
@@ -599,7 +599,7 @@ def test_state_lock_held_elsewhere_still_times_out(lock_path):
 
 
 def test_state_lock_is_not_taken_in_check_mode(lock_path):
-    path, contexts = lock_path
+    path = lock_path
     context = CallContext(FakeModule(check_mode=True))
     context.lock()
     assert context.lock_fd is None and not os.path.exists(path)
@@ -618,8 +618,8 @@ def test_a_module_exits_with_the_result_or_fails_with_the_kind_error():
     def fails(params, context):
         raise KindError('no route', field='routes[0]')
 
-    with pytest.raises(Failed) as failed:  # check mode: the first call's process would still hold the lock
-        kind.run_module(Module(check_mode=True), kind_api(recorded(fails)))
+    with pytest.raises(Failed) as failed:  # the process holds the lock since the first call: no wait
+        kind.run_module(Module(), kind_api(recorded(fails)))
     assert failed.value.kwargs == {'msg': 'no route', 'field': 'routes[0]'}
 
 
@@ -660,6 +660,7 @@ class StepLog(object):
     (False, 'validate', ['validate']),
     (False, 'plan', ['validate', 'lock held', 'read', 'plan', 'close']),
     (False, 'apply', ['validate', 'lock held', 'read', 'plan', 'apply', 'close']),
+    (False, 'result', ['validate', 'lock held', 'read', 'plan', 'apply', 'result', 'close']),  # applied stays
 ])
 def test_execute_validates_locks_reads_plans_applies_outside_check_mode_and_closes(check_mode, fail_in, steps):
     api = StepLog(fail_in)
@@ -671,6 +672,24 @@ def test_execute_validates_locks_reads_plans_applies_outside_check_mode_and_clos
             kind.execute(api, {'x': 1}, context)
         assert failed.value.msg == '%s failed' % fail_in
     assert api.steps == steps
+
+
+@pytest.mark.parametrize('error, msg, undone', [
+    (OSError('EPERM'), 'OSError: EPERM; everything this call had created was removed', True),
+    (KindError('removals cannot be undone'), 'removals cannot be undone', False),  # the kind decided
+])
+def test_an_exception_in_apply_rolls_back_unless_the_kind_raised_a_kind_error(error, msg, undone):
+    api = StepLog()
+
+    def apply(plan, context):
+        context.rollback.register('undo', api.steps.append, 'undone')
+        raise error
+
+    api.apply = apply
+    with pytest.raises(KindError) as failed:
+        kind.execute(api, {}, CallContext(FakeModule()))
+    assert failed.value.msg == msg
+    assert ('undone' in api.steps) is undone
 
 
 @pytest.mark.parametrize('params', [
